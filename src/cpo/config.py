@@ -1,0 +1,183 @@
+"""CPOConfig: TRL 1.16's CPO fields, names and defaults on top of ``transformers.TrainingArguments``, validated."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import TrainingArguments
+
+from .losses import LOSS_TYPES
+
+logger = logging.getLogger("cpo")
+
+_CONFIG_LOSS_TYPES = (*LOSS_TYPES, "alphapo")
+
+
+def bf16_supported() -> bool:
+    """True on accelerators with native bf16 (CUDA compute capability >= 8.0, XPU, NPU); False on CPU and MPS.
+
+    A CPU can run bf16, but without bf16 units a bf16 matmul is far slower than fp32, so we never turn it on there.
+    """
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    if hasattr(torch, "xpu") and torch.xpu.is_available():
+        return True
+    return hasattr(torch, "npu") and torch.npu.is_available()
+
+
+@dataclass
+class CPOConfig(TrainingArguments):
+    r"""Configuration of :class:`cpo.CPOTrainer`.
+
+    The CPO fields keep the names, meanings and defaults of TRL 1.16's ``trl.experimental.cpo.CPOConfig``, so a TRL
+    script switches by changing its import. Four ``TrainingArguments`` defaults differ, as in TRL:
+    ``learning_rate=1e-6``, ``logging_steps=10``, ``gradient_checkpointing=True`` and ``bf16`` (see below).
+
+    Parameters:
+        max_length: maximum tokens of prompt + completion per sequence (default 1024). ``None`` means no limit.
+            When it is hit, completions are cut at the end. A prompt that alone leaves no room for a completion is
+            handled as ``prompt_overflow`` says; TRL leaves such rows with an empty completion and a NaN loss.
+        max_completion_length: maximum tokens of each completion; ``None`` means only ``max_length`` applies
+            (encoder-decoder models then use 128, as TRL does).
+        beta: temperature of the preference loss; tau of IPO. Must be > 0.
+        label_smoothing: conservative label smoothing of the sigmoid and simpo losses, in [0, 0.5).
+        loss_type: ``sigmoid`` (CPO, arXiv 2401.08417 Eq. 3), ``hinge`` (SLiC), ``ipo`` (arXiv 2310.12036 Eq. 17),
+            ``simpo`` (arXiv 2405.14734; with ``cpo_alpha > 0`` this is CPO-SimPO), ``alphapo`` (arXiv 2501.03884;
+            the same as ``simpo`` with ``cpo_alpha=0``, which is logged) or ``sft`` (ours: no preference term, only
+            the NLL of the chosen completion times ``cpo_alpha``; the CPO paper's SFT baseline).
+        disable_dropout: turn every dropout off in the model.
+        cpo_alpha: weight of the behaviour-cloning (NLL) regulariser on the chosen completions.
+        simpo_gamma: SimPO's target reward margin.
+        alpha: AlphaPO reward shape for every loss type; 0 uses the log-prob reward.
+        generate_during_eval: generate completions for a few evaluation prompts at each evaluation and log them.
+        is_encoder_decoder: whether the model is encoder-decoder, for ``model_init`` users.
+        model_init_kwargs: keyword arguments of ``AutoModelForCausalLM.from_pretrained`` when ``model`` is a name or
+            path (a dict, or a JSON string on the command line).
+        trust_remote_code: forwarded to ``from_pretrained``.
+        dataset_num_proc: processes used to tokenize the dataset.
+        bf16: ``None`` (default) turns bf16 mixed precision on only where the hardware has native bf16: a CUDA GPU of
+            compute capability 8.0 or newer, XPU or NPU, and never on CPU, where bf16 matmuls are far slower than
+            fp32. TRL turns it on whenever ``fp16`` is off, which fails on a CPU-only machine.
+
+    Beyond TRL:
+        chunked_logits: compute log-probs from hidden states chunk by chunk, never materialising the ``(B, T, V)``
+            logits, and only at completion positions (default on; the trainer falls back to the model's own head,
+            with a logged reason, where the head is not a plain linear layer).
+        logits_chunk_size: positions per chunk; ``None`` sizes a chunk at about 32 MiB of fp32 logits.
+        prompt_overflow: what to do with a prompt that alone fills ``max_length``: ``keep_end`` keeps its last
+            tokens (and its BOS) so that completions get up to half of ``max_length``; ``drop`` removes the row. Either
+            way the number of rows affected is logged.
+        invalid_rows: ``raise`` (default) stops at the first malformed row with a message naming the row, the field
+            and the fix; ``skip`` drops malformed rows, counts them and logs the count and the first reasons.
+    """
+
+    _VALID_DICT_FIELDS = [*TrainingArguments._VALID_DICT_FIELDS, "model_init_kwargs"]
+
+    learning_rate: float = field(default=1e-6, metadata={"help": "The initial learning rate for AdamW."})
+    logging_steps: float = field(
+        default=10,
+        metadata={"help": "Log every X update steps (an integer, or a float in [0, 1) for a ratio of all steps)."},
+    )
+    gradient_checkpointing: bool | None = field(
+        default=True,
+        metadata={"help": "Trade compute for memory: recompute activations in the backward pass."},
+    )
+    bf16: bool | None = field(
+        default=None,
+        metadata={"help": "bf16 mixed precision. Default: on only where the hardware has native bf16 (never on CPU)."},
+    )
+
+    max_length: int | None = field(
+        default=1024, metadata={"help": "Maximum tokens of prompt + completion per sequence; None for no limit."}
+    )
+    max_completion_length: int | None = field(default=None, metadata={"help": "Maximum tokens of each completion."})
+    beta: float = field(default=0.1, metadata={"help": "Temperature of the preference loss (tau for IPO); > 0."})
+    label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of the sigmoid loss, in [0, 0.5)."})
+    loss_type: str = field(
+        default="sigmoid",
+        metadata={"help": "Preference loss.", "choices": list(_CONFIG_LOSS_TYPES)},
+    )
+    disable_dropout: bool = field(default=True, metadata={"help": "Whether to disable dropout in the model."})
+    cpo_alpha: float = field(default=1.0, metadata={"help": "Weight of the BC (NLL) regulariser in CPO training."})
+    simpo_gamma: float = field(default=0.5, metadata={"help": "Target reward margin of the SimPO loss."})
+    alpha: float = field(
+        default=0.0, metadata={"help": "AlphaPO reward shape r = (1 - p^(-alpha)) / alpha for every loss; 0 = off."}
+    )
+    generate_during_eval: bool = field(
+        default=False, metadata={"help": "Generate and log completions for a few eval prompts at each evaluation."}
+    )
+    is_encoder_decoder: bool | None = field(default=None, metadata={"help": "Whether the model is encoder-decoder."})
+    model_init_kwargs: dict[str, Any] | str | None = field(
+        default=None, metadata={"help": "Keyword arguments of from_pretrained when the model is given as a string."}
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow models that ship custom code."})
+    dataset_num_proc: int | None = field(default=None, metadata={"help": "Processes used to tokenize the dataset."})
+
+    chunked_logits: bool = field(
+        default=True, metadata={"help": "Compute log-probs chunk by chunk from hidden states (no (B, T, V) logits)."}
+    )
+    logits_chunk_size: int | None = field(
+        default=None, metadata={"help": "Positions per logits chunk; default sizes a chunk at about 32 MiB."}
+    )
+    prompt_overflow: str = field(
+        default="keep_end",
+        metadata={"help": "A prompt that alone fills max_length: keep its end, or drop the row.",
+                  "choices": ["keep_end", "drop"]},
+    )
+    invalid_rows: str = field(
+        default="raise",
+        metadata={"help": "Malformed rows: raise a ValueError naming the row, or skip and count them.",
+                  "choices": ["raise", "skip"]},
+    )
+
+    def __post_init__(self):
+        self._validate_cpo_fields()
+        if self.loss_type == "alphapo":
+            logger.warning("loss_type='alphapo' is SimPO with cpo_alpha=0: setting loss_type='simpo', cpo_alpha=0.0.")
+            self.loss_type, self.cpo_alpha = "simpo", 0.0
+        elif self.loss_type == "simpo" and self.cpo_alpha > 0:
+            logger.info(
+                f"loss_type='simpo' with cpo_alpha={self.cpo_alpha} is CPO-SimPO (SimPO plus the NLL regulariser); "
+                "set cpo_alpha=0 for plain SimPO."
+            )
+        if self.loss_type in ("hinge", "ipo") and self.label_smoothing > 0:
+            logger.warning(f"label_smoothing={self.label_smoothing} has no effect on the {self.loss_type} loss.")
+        if self.bf16 is None:
+            self.bf16 = not self.fp16 and not self.use_cpu and bf16_supported()
+        # TRL's name is the primary one here: resolve it before transformers sees it, without its deprecation warning.
+        if self.activation_checkpointing is None:
+            self.activation_checkpointing = self.gradient_checkpointing
+        super().__post_init__()
+
+    def _validate_cpo_fields(self) -> None:
+        def fail(name: str, problem: str, fix: str) -> None:
+            raise ValueError(f"CPOConfig.{name}={getattr(self, name)!r} {problem}. {fix}")
+
+        if self.loss_type not in _CONFIG_LOSS_TYPES:
+            fail("loss_type", "is not a known loss", f"Use one of: {', '.join(_CONFIG_LOSS_TYPES)}.")
+        for name in ("beta", "label_smoothing", "cpo_alpha", "simpo_gamma", "alpha"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                fail(name, "is not a finite number", "Give a finite float.")
+        if self.beta <= 0:
+            fail("beta", "must be > 0 (it divides the SimPO margin and the IPO target)", "Use e.g. beta=0.1.")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            fail("label_smoothing", "is outside [0, 0.5)", "Use 0 for none; 0.5 would make the loss ignore labels.")
+        if self.cpo_alpha < 0:
+            fail("cpo_alpha", "is negative (it would reward a high NLL of the chosen answer)", "Use a value >= 0.")
+        if self.simpo_gamma < 0:
+            fail("simpo_gamma", "is negative", "SimPO's margin is >= 0; use e.g. 0.5.")
+        for name in ("max_length", "max_completion_length", "logits_chunk_size", "dataset_num_proc"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                fail(name, "must be a positive integer or None", "Give an int >= 1.")
+        if self.max_length is not None and self.max_length < 2:
+            fail("max_length", "leaves no room for a prompt token and a completion token", "Use max_length >= 2.")
+        if self.prompt_overflow not in ("keep_end", "drop"):
+            fail("prompt_overflow", "is not a known policy", "Use 'keep_end' or 'drop'.")
+        if self.invalid_rows not in ("raise", "skip"):
+            fail("invalid_rows", "is not a known policy", "Use 'raise' or 'skip'.")

@@ -1,0 +1,169 @@
+"""Preference losses of the CPO family, as pure functions of per-sequence log-probs.
+
+Every loss returns unreduced ``(losses, chosen_rewards, rejected_rewards)``, each of shape ``(B,)``.
+Reduction (and the whole-step normalisation that makes gradient accumulation exact) is the trainer's job.
+
+Notation: ``l_c``, ``l_r`` are the policy log-probs of the chosen and rejected completions (summed over tokens for
+``sigmoid``/``hinge``, averaged for ``ipo``/``simpo``), ``r`` the reward (``r = l`` when ``alpha == 0``, the AlphaPO
+reward otherwise) and ``delta = r_c - r_r``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+LOSS_TYPES = ("sigmoid", "hinge", "ipo", "simpo", "sft")
+
+# Largest exponent we let AlphaPO evaluate: exp(700) is finite in float64 (max ~1.8e308 = exp(709.8)).
+_MAX_EXPONENT = 700.0
+
+
+def uses_average_logps(loss_type: str) -> bool:
+    """Whether a loss type works on length-normalised (mean per token) log-probs: IPO (Eq. 17) and SimPO."""
+    return loss_type in ("ipo", "simpo")
+
+
+def alphapo_reward(logps: torch.Tensor, alpha: float) -> torch.Tensor:
+    """AlphaPO reward ``r = (1 - p^(-alpha)) / alpha`` with ``p = exp(logps)`` (arXiv 2501.03884, Eq. 6).
+
+    Evaluated in log space as ``-expm1(-alpha * logps) / alpha`` in float64, so ``p`` is never formed: TRL's
+    ``exp(logps) ** -alpha`` underflows to ``0 ** -alpha = inf`` once summed log-probs reach about -104 (fp32) and the
+    loss turns NaN. Here the reward is finite while ``-alpha * logps <= 700`` (for ``alpha = 0.25``: down to
+    ``logps = -2800``); beyond that the exponent is clamped, which keeps the loss finite with a zero gradient there.
+
+    Args:
+        logps: ``(B,)`` log-probs, any float dtype.
+        alpha: non-zero shape parameter.
+
+    Returns:
+        ``(B,)`` float64 rewards. ``alpha -> 0`` recovers ``logps``.
+    """
+    exponent = (-alpha * logps.double()).clamp(max=_MAX_EXPONENT)
+    return -torch.expm1(exponent) / alpha
+
+
+def rewards_from_logps(logps: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The implicit reward of CPO (``r = logps``) or, for ``alpha != 0``, the AlphaPO reward."""
+    return logps if alpha == 0.0 else alphapo_reward(logps, alpha)
+
+
+def sigmoid_loss(delta: torch.Tensor, beta: float, label_smoothing: float = 0.0, offset: float = 0.0) -> torch.Tensor:
+    """CPO paper Eq. 3 (arXiv 2401.08417) with conservative label smoothing (cDPO):
+
+    ``-(1 - ls) * log sigmoid(beta * delta - offset) - ls * log sigmoid(-(beta * delta - offset))``.
+    ``offset`` is SimPO's target margin ``gamma`` (arXiv 2405.14734, Eq. 6); CPO uses 0.
+    """
+    z = beta * delta - offset
+    return (1.0 - label_smoothing) * F.softplus(-z) + label_smoothing * F.softplus(z)
+
+
+def hinge_loss(delta: torch.Tensor, beta: float) -> torch.Tensor:
+    """SLiC calibration loss (arXiv 2305.10425, Eq. 4 with margin 1/beta): ``relu(1 - beta * delta)``."""
+    return torch.relu(1.0 - beta * delta)
+
+
+def ipo_loss(delta: torch.Tensor, beta: float) -> torch.Tensor:
+    """IPO (arXiv 2310.12036, Eq. 17) with ``beta`` as tau and no reference model: ``(delta - 1 / (2 beta))^2``."""
+    return (delta - 1.0 / (2.0 * beta)) ** 2
+
+
+def _sigmoid(delta, *, beta, label_smoothing, simpo_gamma):
+    return sigmoid_loss(delta, beta, label_smoothing)
+
+
+def _simpo(delta, *, beta, label_smoothing, simpo_gamma):
+    return sigmoid_loss(delta, beta, label_smoothing, offset=simpo_gamma)
+
+
+def _hinge(delta, *, beta, label_smoothing, simpo_gamma):
+    return hinge_loss(delta, beta)
+
+
+def _ipo(delta, *, beta, label_smoothing, simpo_gamma):
+    return ipo_loss(delta, beta)
+
+
+def _sft(delta, *, beta, label_smoothing, simpo_gamma):
+    # No preference term: the loss is the NLL regulariser alone (the CPO paper's SFT baseline).
+    return torch.zeros_like(delta)
+
+
+_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "sigmoid": _sigmoid,
+    "simpo": _simpo,
+    "hinge": _hinge,
+    "ipo": _ipo,
+    "sft": _sft,
+}
+
+
+def preference_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    *,
+    loss_type: str = "sigmoid",
+    beta: float = 0.1,
+    label_smoothing: float = 0.0,
+    simpo_gamma: float = 0.5,
+    alpha: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pair preference loss and rewards.
+
+    Args:
+        chosen_logps: ``(B,)`` float log-probs of the chosen completions (summed, or averaged for ipo/simpo).
+        rejected_logps: ``(B,)`` same for the rejected completions.
+        loss_type: one of ``sigmoid``, ``hinge``, ``ipo``, ``simpo``, ``sft``.
+        beta: temperature (tau for IPO), > 0.
+        label_smoothing: in [0, 0.5); used by sigmoid and simpo.
+        simpo_gamma: SimPO target margin.
+        alpha: AlphaPO shape; 0 uses the log-prob reward.
+
+    Returns:
+        ``(losses, chosen_rewards, rejected_rewards)``, each ``(B,)``; rewards are ``beta * r`` and detached.
+        Losses are float64 when ``alpha != 0`` (see :func:`alphapo_reward`), else the dtype of the inputs.
+    """
+    if loss_type not in _LOSSES:
+        raise ValueError(f"Unknown loss_type {loss_type!r}; expected one of {', '.join(LOSS_TYPES)}.")
+    chosen_r = rewards_from_logps(chosen_logps, alpha)
+    rejected_r = rewards_from_logps(rejected_logps, alpha)
+    losses = _LOSSES[loss_type](
+        chosen_r - rejected_r, beta=beta, label_smoothing=label_smoothing, simpo_gamma=simpo_gamma
+    )
+    return losses, beta * chosen_r.detach(), beta * rejected_r.detach()
+
+
+
+def cpo_objective(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    chosen_nll_sum: torch.Tensor,
+    *,
+    num_pairs: float,
+    num_chosen_tokens: float,
+    cpo_alpha: float = 1.0,
+    **loss_kwargs,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """This micro-batch's share of the CPO objective (arXiv 2401.08417, Eq. 4: ``L_prefer + cpo_alpha * L_NLL``).
+
+    ``L_prefer`` is the mean of the per-pair losses and ``L_NLL`` the mean NLL per chosen completion token, both over
+    the *whole optimiser step*: dividing each micro-batch's sums by the step totals ``num_pairs`` and
+    ``num_chosen_tokens`` makes the accumulated gradient equal the one of a single big batch.
+
+    Args:
+        chosen_logps, rejected_logps: ``(B,)`` per-sequence log-probs (summed or averaged, per the loss type).
+        chosen_nll_sum: scalar, minus the summed log-probs of every chosen completion token of the micro-batch.
+        num_pairs, num_chosen_tokens: totals over the optimiser step (all micro-batches, all processes).
+        cpo_alpha: weight of the NLL regulariser.
+        **loss_kwargs: passed to :func:`preference_loss`.
+
+    Returns:
+        ``(loss, losses, chosen_rewards, rejected_rewards)``: the scalar share, and the per-pair terms.
+    """
+    losses, chosen_rewards, rejected_rewards = preference_loss(chosen_logps, rejected_logps, **loss_kwargs)
+    loss = losses.sum() / num_pairs
+    if cpo_alpha != 0:
+        loss = loss + cpo_alpha * chosen_nll_sum / max(num_chosen_tokens, 1.0)
+    return loss, losses, chosen_rewards, rejected_rewards

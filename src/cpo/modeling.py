@@ -1,0 +1,205 @@
+"""Model plumbing: load, find the LM head, capture its input, build attention inputs, run the forward pass.
+
+The chunked path needs the hidden states that enter the LM head, not the logits. :class:`HeadInputCapture` is a
+forward pre-hook on the head: while active, it keeps the head's input (the exact tensor the head would see, so any
+scaling the model applies before the head is included) and hands the head a single position per row instead, so the
+head's own ``(R, L, V)`` matmul is never run. The model is still called through its top-level ``forward`` (and
+through whatever DDP/FSDP wrapper holds it), so hooks, checkpointing and MoE aux losses behave as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .chunked import LMHead, chunked_token_logps, head_logits
+from .layouts import block_mask
+from .logprobs import token_logps_from_logits
+
+logger = logging.getLogger("cpo")
+
+
+class HeadInputCapture:
+    """Forward pre-hook on the LM head: records its input and shrinks it to one position while active."""
+
+    def __init__(self, head: nn.Module):
+        self.hidden: torch.Tensor | None = None
+        self.active = False
+        self._handle = head.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module, args):
+        if not self.active:
+            return None
+        self.hidden = args[0]
+        return (args[0][..., :1, :], *args[1:])
+
+    def __enter__(self):
+        self.active, self.hidden = True, None
+        return self
+
+    def __exit__(self, *exc):
+        self.active = False
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+def text_config(model: nn.Module):
+    config = model.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def lm_head_of(model: nn.Module) -> tuple[LMHead | None, nn.Module | None, str]:
+    """The model's LM head as an :class:`LMHead`, its module, and why not when it cannot be used by the chunked path."""
+    module = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if module is None:
+        return None, None, "the model exposes no output embeddings (get_output_embeddings() is None)"
+    if type(module) is not nn.Linear:
+        kind = type(module).__name__
+        why = "a PEFT adapter or wrapper" if "lora" in type(module).__module__ or "peft" in type(module).__module__ else kind
+        return None, module, f"the LM head is {why}, not a plain nn.Linear"
+    config = text_config(model)
+    scale = float(getattr(config, "logit_scale", None) or 1.0)
+    if getattr(config, "logits_scaling", None):
+        scale /= float(config.logits_scaling)
+    softcap = getattr(config, "final_logit_softcapping", None)
+    return LMHead(module.weight, module.bias, scale, float(softcap) if softcap else None), module, ""
+
+
+def attention_implementation(model: nn.Module) -> str:
+    return str(getattr(text_config(model), "_attn_implementation", None) or "eager")
+
+
+def model_inputs(batch: dict[str, torch.Tensor], attn_impl: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The keyword arguments of ``model(...)`` for a collated batch, with the attention mask in the format the
+    attention implementation takes: bool for sdpa/flex, additive float for eager, none for varlen flash kernels."""
+    inputs = {"input_ids": batch["input_ids"], "use_cache": False}
+    if "decoder_input_ids" in batch:
+        inputs.update(attention_mask=batch["attention_mask"], decoder_input_ids=batch["decoder_input_ids"])
+    elif "attention_mask" in batch:
+        inputs["attention_mask"] = batch["attention_mask"]
+    else:
+        inputs["position_ids"] = batch["position_ids"]
+        if not attn_impl.startswith("flash"):  # FlashAttention packs through position_ids (varlen) by itself
+            mask = block_mask(batch["unit_ids"], batch["branch_ids"])
+            if attn_impl == "eager":
+                mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
+                    ~mask, torch.finfo(dtype).min
+                )
+            inputs["attention_mask"] = mask
+    return inputs
+
+
+@dataclass
+class ForwardOutput:
+    """Per scored token: ``token_logps`` (N,) fp32 with grad, ``token_logit_means`` (N,) fp32 detached;
+    ``aux_loss`` is the MoE router loss (or None)."""
+
+    token_logps: torch.Tensor
+    token_logit_means: torch.Tensor
+    aux_loss: torch.Tensor | None
+
+
+def forward_logps(
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    *,
+    attn_impl: str,
+    dtype: torch.dtype,
+    capture: HeadInputCapture | None = None,
+    head: LMHead | None = None,
+    chunk_size: int | None = None,
+    router_logits: bool = False,
+) -> ForwardOutput:
+    """Run the model on a collated batch and return the scored tokens' log-probs.
+
+    With ``capture`` and ``head`` (the chunked path), the head is applied only at scored positions, chunk by chunk.
+    Without them (the naive reference path), the model computes its full ``(R, L, V)`` logits, as TRL does.
+    """
+    inputs = model_inputs(batch, attn_impl, dtype)
+    if router_logits:
+        inputs["output_router_logits"] = True
+    positions, target_ids = batch["target_positions"], batch["target_ids"]
+    if capture is not None and head is not None:
+        with capture:
+            out = model(**inputs)
+        hidden = capture.hidden
+        capture.hidden = None
+        hidden = hidden.reshape(-1, hidden.shape[-1])[positions]  # (N, H): completion positions only
+        logps, means = chunked_token_logps(hidden, head, target_ids, chunk_size)
+    else:
+        out = model(**inputs)
+        logits = out.logits
+        logps, means = token_logps_from_logits(logits.reshape(-1, logits.shape[-1])[positions], target_ids)
+    return ForwardOutput(logps, means, getattr(out, "aux_loss", None) if router_logits else None)
+
+
+def probe_inputs(model: nn.Module, length: int = 6) -> dict[str, torch.Tensor]:
+    """A tiny deterministic batch for self-checks: two rows of token ids from the start of the vocabulary."""
+    device = next(model.parameters()).device
+    vocab = int(getattr(text_config(model), "vocab_size", 0) or 32)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(low=min(3, vocab - 1), high=vocab, size=(2, length), generator=gen).to(device)
+    inputs = {"input_ids": ids, "use_cache": False}
+    if getattr(text_config(model), "is_encoder_decoder", False):
+        inputs["decoder_input_ids"] = ids[:, : length // 2]
+    return inputs
+
+
+def verify_head(model: nn.Module, capture: HeadInputCapture, head: LMHead) -> str:
+    """Check that ``head(captured hidden)`` reproduces the model's own logits; returns "" or why not."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            inputs = probe_inputs(model)
+            expected = model(**inputs).logits.float()
+            with capture:
+                model(**inputs)
+            hidden = capture.hidden
+            capture.hidden = None
+            got = head_logits(hidden.reshape(-1, hidden.shape[-1]), head).float().reshape(expected.shape)
+    finally:
+        model.train(was_training)
+    tol = 1e-4 if got.dtype == torch.float32 and hidden.dtype == torch.float32 else 2e-2
+    err = (got - expected).abs().max().item() / max(expected.abs().max().item(), 1.0)
+    if not err <= tol:
+        return (f"the model's logits are not a linear head of its last hidden states (relative error {err:.2e}); "
+                "it post-processes them in a way the chunked path does not know")
+    return ""
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Zero every dropout: ``nn.Dropout`` modules and the float ``attention_dropout`` attributes of attention
+    layers (which transformers applies functionally, not through a module)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
+
+
+def load_model(name_or_path: str, init_kwargs: dict | None = None, trust_remote_code: bool = False) -> nn.Module:
+    """Load a model from a hub name, a local folder or a ``.gguf`` file (dequantised into a plain trainable model).
+
+    Encoder-decoder configs load as ``AutoModelForSeq2SeqLM``, everything else as ``AutoModelForCausalLM``.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    kwargs = dict(init_kwargs or {})
+    kwargs.setdefault("trust_remote_code", trust_remote_code)
+    dtype = kwargs.get("dtype", kwargs.pop("torch_dtype", None))
+    if isinstance(dtype, str) and dtype != "auto":
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ValueError(f"model_init_kwargs dtype={dtype!r} is not a torch dtype; use e.g. 'float32', 'bfloat16'.")
+        kwargs["dtype"] = getattr(torch, dtype)
+    if str(name_or_path).endswith(".gguf"):
+        from .gguf import load_gguf_model
+
+        return load_gguf_model(name_or_path, dtype=kwargs.get("dtype"))
+    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=kwargs["trust_remote_code"])
+    auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+    return auto.from_pretrained(name_or_path, **kwargs)

@@ -1,0 +1,206 @@
+"""Tokenize preference rows in batches: each prompt once, completions apart, special tokens and truncation.
+
+A tokenized row holds ``prompt_input_ids`` and the *completion-only* ``chosen_input_ids`` / ``rejected_input_ids``;
+a sequence is ``prompt + completion``. Tokenizing the prompt once gives chosen and rejected the very same prompt
+tokens, which is what prefix sharing needs, and what the model sees at generation time (the prompt tokenized alone).
+
+Special tokens:
+- plain text: BOS is prepended to the prompt when the tokenizer has one and the prompt does not already start with it;
+  EOS is appended to each completion unless it already ends with it. An empty prompt with no BOS starts with EOS, so
+  the first completion token is still scored.
+- chat-templated text: the template is authoritative. Nothing is added: no BOS the template does not write, and no
+  EOS after a template that already ends the turn (TRL appends one after ``<|im_end|>\\n``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+from .data import DatasetFormat, RowError, detect_format, render_chat, validate_row
+
+logger = logging.getLogger("cpo")
+
+ID_COLUMNS = ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids", "row_index")
+STATUS_COLUMNS = ("skip_reason", "prompt_truncated", "completion_truncated")
+ENC_DEC_DEFAULT_COMPLETION_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class TokenizeSpec:
+    """What :func:`tokenize_batch` needs from the config."""
+
+    max_length: int | None = 1024
+    max_completion_length: int | None = None
+    prompt_overflow: str = "keep_end"
+    invalid_rows: str = "raise"
+    is_encoder_decoder: bool = False
+
+
+def truncate_row(
+    prompt: list[int], chosen: list[int], rejected: list[int], spec: TokenizeSpec, bos_id: int | None
+) -> tuple[list[int], list[int], list[int], bool, bool, str]:
+    """Fit ``prompt + completion`` into ``spec.max_length`` for both completions.
+
+    Completions are cut at the end (first to ``max_completion_length``). A prompt that alone leaves no room for one
+    completion token (``len(prompt) >= max_length``) keeps its end, BOS included, and leaves the completions
+    ``min(longest completion, max_length // 2)`` tokens; or, with ``prompt_overflow="drop"``, the row is dropped.
+
+    Returns:
+        ``(prompt, chosen, rejected, prompt_truncated, completion_truncated, skip_reason)``.
+
+    >>> truncate_row([1, 5, 6, 7], [8, 9], [8], TokenizeSpec(max_length=4), bos_id=1)
+    ([1, 7], [8, 9], [8], True, False, '')
+    """
+    lengths = (len(chosen), len(rejected))
+    if spec.max_completion_length is not None:
+        chosen, rejected = chosen[: spec.max_completion_length], rejected[: spec.max_completion_length]
+    prompt_cut = False
+    if spec.max_length is not None:
+        if len(prompt) >= spec.max_length:
+            if spec.prompt_overflow == "drop":
+                return prompt, chosen, rejected, False, False, "prompt_overflow"
+            keep = spec.max_length - min(max(len(chosen), len(rejected)), spec.max_length // 2)
+            has_bos = bos_id is not None and prompt[0] == bos_id and keep > 1
+            prompt = [bos_id] + prompt[len(prompt) - keep + 1 :] if has_bos else prompt[len(prompt) - keep :]
+            prompt_cut = True
+        room = spec.max_length - len(prompt)
+        chosen, rejected = chosen[:room], rejected[:room]
+    return prompt, chosen, rejected, prompt_cut, (len(chosen), len(rejected)) != lengths, ""
+
+
+def _texts(batch: dict[str, list], indices: list[int], fmt: DatasetFormat, tokenizer, spec: TokenizeSpec):
+    """Validate and render every row; returns the kept rows' texts and a skip reason per row."""
+    keys = list(batch.keys())
+    texts, reasons = [], []
+    for i, index in enumerate(indices):
+        row = {k: batch[k][i] for k in keys}
+        try:
+            example = validate_row(row, index, fmt)
+            if fmt.conversational:
+                if getattr(tokenizer, "chat_template", None) is None:
+                    raise RowError(index, "chosen", "is a conversation but the tokenizer has no chat template",
+                                   "set tokenizer.chat_template, or give plain strings")
+                texts.append(render_chat(example, tokenizer))
+            else:
+                texts.append((example.prompt, example.chosen, example.rejected))
+            reasons.append("")
+        except RowError as err:
+            if spec.invalid_rows == "raise":
+                raise
+            texts.append(None)
+            reasons.append(f"invalid: {err}")
+    return texts, reasons
+
+
+def _encode(tokenizer, texts: list[str], **kwargs) -> list[list[int]]:
+    return tokenizer(texts, **kwargs)["input_ids"] if texts else []
+
+
+def tokenize_batch(
+    batch: dict[str, list], indices: list[int], *, tokenizer, fmt: DatasetFormat, spec: TokenizeSpec
+) -> dict[str, list]:
+    """``datasets.map(batched=True, with_indices=True)`` function: rows in, token ids and status columns out."""
+    texts, reasons = _texts(batch, indices, fmt, tokenizer, spec)
+    kept = [t for t in texts if t is not None]
+    if spec.is_encoder_decoder:
+        limit = spec.max_completion_length or ENC_DEC_DEFAULT_COMPLETION_LENGTH
+        prompts = _encode(tokenizer, [t[0] for t in kept], add_special_tokens=True)
+        chosen = _encode(tokenizer, [t[1] for t in kept], add_special_tokens=True, truncation=True, max_length=limit)
+        rejected = _encode(tokenizer, [t[2] for t in kept], add_special_tokens=True, truncation=True, max_length=limit)
+    else:
+        prompts = _encode(tokenizer, [t[0] for t in kept], add_special_tokens=False)
+        chosen = _encode(tokenizer, [t[1] for t in kept], add_special_tokens=False)
+        rejected = _encode(tokenizer, [t[2] for t in kept], add_special_tokens=False)
+        if not fmt.conversational:
+            prompts, chosen, rejected = _add_special_tokens(tokenizer, prompts, chosen, rejected)
+
+    out = {name: [] for name in ID_COLUMNS + STATUS_COLUMNS}
+    it = iter(zip(prompts, chosen, rejected))
+    bos = None if spec.is_encoder_decoder else tokenizer.bos_token_id
+    for index, reason in zip(indices, reasons):
+        p, c, r, p_cut, c_cut = [], [], [], False, False
+        if not reason:
+            p, c, r = next(it)
+            p, c, r, p_cut, c_cut, reason = truncate_row(p, c, r, spec, bos)
+        for name, value in zip(ID_COLUMNS + STATUS_COLUMNS, (p, c, r, index, reason, p_cut, c_cut)):
+            out[name].append(value)
+    return out
+
+
+def _add_special_tokens(tokenizer, prompts, chosen, rejected):
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    start = bos if bos is not None else eos
+    prompts = [p if p[:1] == [start] or (bos is None and p) else [start] + p for p in prompts]
+    chosen = [c if c[-1:] == [eos] else c + [eos] for c in chosen]
+    rejected = [r if r[-1:] == [eos] else r + [eos] for r in rejected]
+    return prompts, chosen, rejected
+
+
+def _first_row(dataset) -> dict:
+    for row in dataset:
+        return row
+    raise ValueError("The dataset is empty: there is nothing to train or evaluate on.")
+
+
+def prepare_dataset(dataset, tokenizer, spec: TokenizeSpec, num_proc: int | None = None, name: str = "train"):
+    """Tokenize a ``Dataset`` or ``IterableDataset`` of preference rows; report and remove skipped rows.
+
+    Returns the tokenized dataset with the :data:`ID_COLUMNS` only. Counts of truncated and skipped rows are logged
+    (for an ``IterableDataset`` they are logged as the rows stream by, by :class:`StreamCounter`).
+    """
+    from datasets import IterableDataset
+
+    first = _first_row(dataset)
+    columns = list(dataset.column_names) if dataset.column_names is not None else list(first.keys())
+    fmt = detect_format(columns, first)
+    kwargs = {"tokenizer": tokenizer, "fmt": fmt, "spec": spec}
+    if isinstance(dataset, IterableDataset):
+        dataset = dataset.map(tokenize_batch, batched=True, with_indices=True, fn_kwargs=kwargs, remove_columns=columns)
+        counter = StreamCounter(name)
+        return dataset.filter(counter).remove_columns(list(STATUS_COLUMNS))
+    dataset = dataset.map(
+        tokenize_batch, batched=True, with_indices=True, fn_kwargs=kwargs, remove_columns=columns,
+        num_proc=num_proc, desc=f"Tokenizing {name} pairs",
+    )
+    reasons = dataset["skip_reason"]
+    report_counts(name, len(reasons), Counter(r.split(":")[0] for r in reasons if r),
+                  sum(dataset["prompt_truncated"]), sum(dataset["completion_truncated"]),
+                  [r for r in reasons if r][:3])
+    if any(reasons):
+        dataset = dataset.filter(lambda r: not r, input_columns="skip_reason")
+    if len(dataset) == 0:
+        raise ValueError(f"No usable rows are left in the {name} dataset (all {len(reasons)} were skipped).")
+    return dataset.remove_columns(list(STATUS_COLUMNS))
+
+
+def report_counts(name, total, skipped: Counter, prompt_cut: int, completion_cut: int, examples: list[str]) -> None:
+    """Log what tokenization did to the rows; nothing is dropped without a line saying so."""
+    if prompt_cut:
+        logger.warning(f"{name}: {prompt_cut} of {total} prompts alone filled max_length; kept their end.")
+    if completion_cut:
+        logger.info(f"{name}: {completion_cut} of {total} rows had a completion cut to fit max_length.")
+    if skipped:
+        detail = ", ".join(f"{n} {kind}" for kind, n in skipped.items())
+        logger.warning(f"{name}: skipped {sum(skipped.values())} of {total} rows ({detail}). First: {examples}")
+
+
+class StreamCounter:
+    """Filter for streamed rows: keeps the good ones, counts and logs the skipped ones as they go by."""
+
+    def __init__(self, name: str):
+        self.name, self.counts = name, Counter()
+
+    def __call__(self, row: dict) -> bool:
+        self.counts["rows"] += 1
+        self.counts["prompt_truncated"] += int(row["prompt_truncated"])
+        if not row["skip_reason"]:
+            return True
+        kind = row["skip_reason"].split(":")[0]
+        self.counts[f"skipped_{kind}"] += 1
+        logger.warning(
+            f"{self.name}: skipped streamed row {row['row_index']} ({self.counts[f'skipped_{kind}']} {kind} so far): "
+            f"{row['skip_reason']}"
+        )
+        return False

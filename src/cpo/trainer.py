@@ -1,0 +1,290 @@
+"""CPOTrainer: ``transformers.Trainer`` wired to the CPO losses, layouts and log-prob paths. No maths here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoTokenizer, Trainer
+
+from .config import CPOConfig
+from .layouts import EncoderDecoderCollator, PreferenceCollator
+from .logprobs import average_logps, sequence_logps
+from .losses import cpo_objective, uses_average_logps
+from .metrics import MetricSums
+from .modeling import (
+    HeadInputCapture,
+    attention_implementation,
+    disable_dropout,
+    forward_logps,
+    lm_head_of,
+    load_model,
+    text_config,
+    verify_head,
+)
+from .tokenization import TokenizeSpec, prepare_dataset
+
+logger = logging.getLogger("cpo")
+
+
+class CPOTrainer(Trainer):
+    """Contrastive Preference Optimization (arXiv 2401.08417) and its family on ``transformers.Trainer``.
+
+    Same constructor as TRL 1.16's ``trl.experimental.cpo.CPOTrainer``. ``model`` may be a model, a hub name, a local
+    folder or a ``.gguf`` file; ``peft_config`` wraps it in a PEFT model. Datasets hold ``chosen`` and ``rejected``
+    (and optionally ``prompt``) as strings or as conversations; they are tokenized here.
+
+    The loss of a step is normalised by the pairs and chosen-completion tokens of the whole optimiser step, over all
+    micro-batches and processes, so gradient accumulation and data parallelism do not change it.
+    """
+
+    # Our loss is already this micro-batch's share of the whole step: Trainer must not divide it again.
+    loss_is_scaled_for_ga = True
+
+    def __init__(
+        self,
+        model: nn.Module | str | None = None,
+        args: CPOConfig | None = None,
+        data_collator=None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        model_init=None,
+        callbacks=None,
+        optimizers=(None, None),
+        preprocess_logits_for_metrics=None,
+        peft_config=None,
+        compute_metrics=None,
+    ):
+        args = args if args is not None else CPOConfig(output_dir="cpo_output")
+        if not isinstance(args, CPOConfig):
+            raise TypeError(f"args must be a cpo.CPOConfig, got {type(args).__name__}; build one with CPOConfig(...).")
+        if train_dataset is None:
+            raise ValueError("`train_dataset` is required: a dataset of 'chosen' / 'rejected' (and 'prompt') rows.")
+        model = self._init_model(model, args, peft_config, model_init)
+        self.is_encoder_decoder = bool(
+            getattr(text_config(model), "is_encoder_decoder", False) if model is not None else args.is_encoder_decoder
+        )
+        if processing_class is None:
+            processing_class = AutoTokenizer.from_pretrained(
+                model.config._name_or_path, trust_remote_code=args.trust_remote_code
+            )
+        self._init_special_tokens(model, processing_class)
+        if args.disable_dropout:
+            disable_dropout(model)
+
+        spec = TokenizeSpec(
+            max_length=args.max_length,
+            max_completion_length=args.max_completion_length,
+            prompt_overflow=args.prompt_overflow,
+            invalid_rows=args.invalid_rows,
+            is_encoder_decoder=self.is_encoder_decoder,
+        )
+        with args.main_process_first(desc="tokenizing the datasets"):
+            train_dataset = prepare_dataset(train_dataset, processing_class, spec, args.dataset_num_proc, "train")
+            if eval_dataset is not None:
+                eval_dataset = self._prepare_eval(eval_dataset, processing_class, spec, args.dataset_num_proc)
+        if data_collator is None:
+            data_collator = self._default_collator(model, processing_class)
+
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            model_init=model_init,
+            compute_metrics=compute_metrics,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+        )
+        cfg = text_config(self.model)
+        self.aux_loss_enabled = bool(getattr(cfg, "output_router_logits", False))
+        self.aux_loss_coef = float(getattr(cfg, "router_aux_loss_coef", 0.0) or 0.0)
+        self._attn_impl = attention_implementation(self.model)
+        self._metrics = MetricSums()
+        self._eval_prefix = "eval_"
+        self._init_logps_path()
+
+    # ----------------------------------------------------------------------------------------------- setup
+
+    @staticmethod
+    def _init_model(model, args: CPOConfig, peft_config, model_init):
+        if isinstance(model, str):
+            model = load_model(model, args.model_init_kwargs, args.trust_remote_code)
+        elif args.model_init_kwargs:
+            raise ValueError("model_init_kwargs only applies when `model` is a name or path, but a model was given.")
+        if model is None and model_init is None:
+            raise ValueError("Give a `model` (a model, a hub name or a local path) or a `model_init`.")
+        if peft_config is not None:
+            from peft import PeftModel, get_peft_model
+
+            if isinstance(model, PeftModel):
+                raise ValueError(
+                    "You passed a PeftModel and a peft_config: merge and unload the existing adapter first, or pass "
+                    "the PeftModel without a peft_config to train its adapter."
+                )
+            model = get_peft_model(model, peft_config)
+        if args.gradient_checkpointing and hasattr(model, "peft_config"):
+            model.enable_input_require_grads()  # frozen embeddings must still pass gradients to checkpointed layers
+        return model
+
+    def _init_special_tokens(self, model, tokenizer) -> None:
+        if getattr(tokenizer, "eos_token_id", None) is None:
+            raise ValueError("The tokenizer has no eos_token: set tokenizer.eos_token (completions must end).")
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+            logger.info(f"The tokenizer has no pad token: using eos_token {tokenizer.eos_token!r} as pad.")
+        if model is not None:
+            text_config(model).pad_token_id = tokenizer.pad_token_id
+            if getattr(model, "generation_config", None) is not None:
+                model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+    @staticmethod
+    def _prepare_eval(eval_dataset, tokenizer, spec, num_proc):
+        if isinstance(eval_dataset, dict):
+            return {
+                name: prepare_dataset(ds, tokenizer, spec, num_proc, f"eval_{name}") for name, ds in eval_dataset.items()
+            }
+        return prepare_dataset(eval_dataset, tokenizer, spec, num_proc, "eval")
+
+    def _default_collator(self, model, tokenizer):
+        if self.is_encoder_decoder:
+            start = getattr(text_config(model), "decoder_start_token_id", None)
+            if start is None:
+                raise ValueError("The encoder-decoder model has no config.decoder_start_token_id; set it (T5: pad).")
+            return EncoderDecoderCollator(tokenizer.pad_token_id, start)
+        return PreferenceCollator(tokenizer.pad_token_id)
+
+    def _init_logps_path(self) -> None:
+        """Pick the chunked log-prob path where the model allows it; else the naive one, saying why."""
+        self._capture, self._head = None, None
+        if not self.args.chunked_logits:
+            logger.info("Chunked log-probs: off (chunked_logits=False); the model computes full logits.")
+            return
+        head, module, reason = lm_head_of(self.model)
+        if head is not None:
+            capture = HeadInputCapture(module)
+            reason = verify_head(self.model, capture, head)
+            if reason:
+                capture.remove()
+            else:
+                self._capture, self._head = capture, head
+        if reason:
+            logger.warning(f"Chunked log-probs: off, falling back to full logits, because {reason}.")
+        else:
+            logger.info("Chunked log-probs: on (head applied only at completion positions, chunk by chunk).")
+
+    def _remove_unused_columns(self, dataset, description: str | None = None):
+        return dataset  # our datasets hold exactly the tokenized columns the collator needs
+
+    # ------------------------------------------------------------------------------------------- the step
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor:
+        """Pairs and chosen-completion tokens of the whole optimiser step, summed over processes: the loss
+        normalisers that make gradient accumulation and data parallelism exact."""
+        pairs = sum(b["row_index"].shape[0] for b in batch_samples)
+        tokens = sum(int((b["target_seq"] < b["row_index"].shape[0]).sum()) for b in batch_samples)
+        counts = torch.tensor([pairs, tokens], dtype=torch.float64, device=device)
+        if self.accelerator.num_processes > 1:
+            counts = self.accelerator.reduce(counts, reduction="sum")
+        return counts
+
+    def _pair_loss(self, model, inputs: dict[str, torch.Tensor], step_counts: torch.Tensor | None, split: str):
+        """Forward pass, CPO loss and metric sums for one micro-batch."""
+        out = forward_logps(
+            model,
+            inputs,
+            attn_impl=self._attn_impl,
+            dtype=next(self.model.parameters()).dtype,
+            capture=self._capture,
+            head=self._head,
+            chunk_size=self.args.logits_chunk_size,
+            router_logits=self.aux_loss_enabled,
+        )
+        b = inputs["row_index"].shape[0]
+        sums, counts = sequence_logps(out.token_logps, inputs["target_seq"], 2 * b)
+        logps = average_logps(sums, counts) if uses_average_logps(self.args.loss_type) else sums
+        chosen_tokens = counts[:b].sum()
+        if step_counts is None:  # evaluation, or a caller outside Trainer's loop: this micro-batch alone
+            num_pairs, num_tokens, scale = float(b), float(chosen_tokens), 1.0
+        else:
+            num_pairs, num_tokens = step_counts.tolist()
+            scale = float(self.accelerator.num_processes)  # DDP/FSDP/DeepSpeed average gradients over processes
+        loss, _, chosen_r, rejected_r = cpo_objective(
+            logps[:b], logps[b:], -sums[:b].sum(),
+            num_pairs=num_pairs, num_chosen_tokens=num_tokens, cpo_alpha=self.args.cpo_alpha,
+            loss_type=self.args.loss_type, beta=self.args.beta, label_smoothing=self.args.label_smoothing,
+            simpo_gamma=self.args.simpo_gamma, alpha=self.args.alpha,
+        )
+        if self.aux_loss_enabled and out.aux_loss is not None:
+            loss = loss + self.aux_loss_coef * out.aux_loss * (b / num_pairs)
+            self._metrics.add(split, "aux_loss", out.aux_loss, 1)
+        logit_means = self._add_metrics(split, logps[:b], logps[b:], chosen_r, rejected_r, sums, counts, out, inputs)
+        return loss * scale, logit_means
+
+    def _add_metrics(self, split, chosen_logps, rejected_logps, chosen_r, rejected_r, sums, counts, out, inputs):
+        b = chosen_logps.shape[0]
+        add = self._metrics.add
+        add(split, "rewards/chosen", chosen_r.sum(), b)
+        add(split, "rewards/rejected", rejected_r.sum(), b)
+        add(split, "rewards/accuracies", (chosen_r > rejected_r).sum(), b)
+        add(split, "rewards/margins", (chosen_r - rejected_r).sum(), b)
+        add(split, "logps/chosen", chosen_logps.sum(), b)
+        add(split, "logps/rejected", rejected_logps.sum(), b)
+        is_chosen = inputs["target_seq"] < b
+        chosen_logits, rejected_logits = out.token_logit_means[is_chosen].sum(), out.token_logit_means[~is_chosen].sum()
+        add(split, "logits/chosen", chosen_logits, counts[:b].sum())
+        add(split, "logits/rejected", rejected_logits, counts[b:].sum())
+        add(split, "nll_loss", -sums[:b].sum(), counts[:b].sum())
+        return torch.stack([chosen_logits / counts[:b].sum().clamp(min=1), rejected_logits / counts[b:].sum().clamp(min=1)])
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, _ = self._pair_loss(model, inputs, num_items_in_batch, "train")
+        if num_items_in_batch is None and model.training:
+            loss = loss / self.args.gradient_accumulation_steps  # no step totals: fall back to per-batch means
+        return (loss, {}) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only: bool, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss, logit_means = self._pair_loss(model, inputs, None, "eval")
+        if prediction_loss_only:
+            return loss.detach(), None, None
+        # As TRL: the "predictions" are this batch's mean chosen and rejected logits, for compute_metrics.
+        return loss.detach(), logit_means, torch.zeros_like(logit_means)
+
+    # ------------------------------------------------------------------------------------------- logging
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix: str = "eval"):
+        self._eval_prefix = f"{metric_key_prefix}_"
+        return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the CPO metrics gathered since the last log, reduced over processes in a single collective."""
+        reduce = self._reduce_sum if self.accelerator.num_processes > 1 else None
+        if "loss" in logs:
+            logs.update(self._metrics.pop("train", reduce))
+        elif any(k.startswith(self._eval_prefix) for k in logs) and self._metrics.has("eval"):
+            logs.update(self._metrics.pop("eval", reduce, prefix=self._eval_prefix))
+        super().log(logs, start_time)
+
+    def _reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(t, reduction="sum")
+
+    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+        """``6 * parameters * real tokens`` (padding excluded)."""
+        if "attention_mask" in inputs and inputs["attention_mask"].dim() == 2:
+            tokens = int(inputs["attention_mask"].sum())
+        elif "unit_ids" in inputs:
+            tokens = int((inputs["unit_ids"] >= 0).sum())
+        else:
+            tokens = inputs["input_ids"].numel()
+        if not hasattr(self, "_num_params"):
+            self._num_params = sum(p.numel() for p in self.model.parameters())
+        return 6 * tokens * self._num_params
