@@ -98,6 +98,19 @@ def _chunk_logits(h, weight, bias, scale, softcap):
     return t * softcap, t
 
 
+def _weight_grad(grad_y: torch.Tensor, grad_z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``(C, V), (C, V), (C, H) -> (V, H)`` fp32 product ``grad_z.T @ h`` without rounding it to a low precision:
+    fp32 inputs on CPU, low-precision inputs with an fp32 output where the device supports it (CUDA)."""
+    if h.dtype == torch.float32:
+        return grad_y.T @ h
+    if h.is_cuda:
+        try:
+            return torch.mm(grad_z.T, h, out_dtype=torch.float32)
+        except (RuntimeError, TypeError):
+            pass
+    return grad_y.T @ h.float()
+
+
 class _ChunkedLogps(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, bias, target_ids, scale, softcap, chunk_size):
@@ -144,10 +157,8 @@ class _ChunkedLogps(torch.autograd.Function):
                 grad_z = grad_y.to(dtype)
                 if need_h:
                     torch.mm(grad_z, w, out=grad_h[s:e])
-                if need_w and dtype == torch.float32:
-                    grad_w.addmm_(grad_z.T, h)
-                elif need_w:  # low-precision product, fp32 accumulation
-                    grad_w += grad_z.T @ h
+                if need_w:
+                    grad_w += _weight_grad(grad_y, grad_z, h)
                 if need_b:
                     grad_b += grad_y.sum(0)
         grad_w = None if grad_w is None else grad_w.to(weight.dtype)

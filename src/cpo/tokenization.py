@@ -1,8 +1,10 @@
 """Tokenize preference rows in batches: each prompt once, completions apart, special tokens and truncation.
 
 A tokenized row holds ``prompt_input_ids`` and the *completion-only* ``chosen_input_ids`` / ``rejected_input_ids``;
-a sequence is ``prompt + completion``. Tokenizing the prompt once gives chosen and rejected the very same prompt
-tokens, which is what prefix sharing needs, and what the model sees at generation time (the prompt tokenized alone).
+a sequence is ``prompt + completion``. An explicit prompt is tokenized once, on its own, and each completion on its
+own: chosen and rejected get the very same prompt tokens (which prefix sharing needs), the ones the model sees at
+generation time. An implicit prompt is the longest common *token* prefix of the two full texts, so a word that the
+character-level prefix cuts in two stays whole in the completions.
 
 Special tokens:
 - plain text: BOS is prepended to the prompt when the tokenizer has one and the prompt does not already start with it;
@@ -14,9 +16,11 @@ Special tokens:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from .data import DatasetFormat, RowError, detect_format, render_chat, validate_row
 
@@ -25,6 +29,11 @@ logger = logging.getLogger("cpo")
 ID_COLUMNS = ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids", "row_index")
 STATUS_COLUMNS = ("skip_reason", "prompt_truncated", "completion_truncated")
 ENC_DEC_DEFAULT_COMPLETION_LENGTH = 128
+# The code that turns rows into ids: part of the cache fingerprint, so an edited tokenizer path never reuses stale ids
+# (datasets hashes a map function by itself, not the helpers it calls).
+_CODE_HASH = hashlib.sha256(
+    b"".join(Path(__file__).with_name(n).read_bytes() for n in ("tokenization.py", "data.py"))
+).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,11 @@ def tokenize_batch(
         prompts = _encode(tokenizer, [t[0] for t in kept], add_special_tokens=True)
         chosen = _encode(tokenizer, [t[1] for t in kept], add_special_tokens=True, truncation=True, max_length=limit)
         rejected = _encode(tokenizer, [t[2] for t in kept], add_special_tokens=True, truncation=True, max_length=limit)
+    elif not fmt.conversational and not fmt.explicit_prompt:
+        full_c = _encode(tokenizer, [t[0] + t[1] for t in kept], add_special_tokens=False)
+        full_r = _encode(tokenizer, [t[0] + t[2] for t in kept], add_special_tokens=False)
+        prompts, chosen, rejected = _split_common_prefix(full_c, full_r)
+        prompts, chosen, rejected = _add_special_tokens(tokenizer, prompts, chosen, rejected)
     else:
         prompts = _encode(tokenizer, [t[0] for t in kept], add_special_tokens=False)
         chosen = _encode(tokenizer, [t[1] for t in kept], add_special_tokens=False)
@@ -127,6 +141,20 @@ def tokenize_batch(
         for name, value in zip(ID_COLUMNS + STATUS_COLUMNS, (p, c, r, index, reason, p_cut, c_cut)):
             out[name].append(value)
     return out
+
+
+def _split_common_prefix(full_c: list[list[int]], full_r: list[list[int]]):
+    """Implicit prompts, split at the token level: the prompt is the longest common token prefix. A word cut by
+    the character-level prefix ("to b|reak" / "to b|ecome") goes whole to the completions, as its canonical tokens."""
+    prompts, chosen, rejected = [], [], []
+    for c, r in zip(full_c, full_r):
+        n = 0
+        while n < min(len(c), len(r)) and c[n] == r[n]:
+            n += 1
+        prompts.append(c[:n])
+        chosen.append(c[n:])
+        rejected.append(r[n:])
+    return prompts, chosen, rejected
 
 
 def _add_special_tokens(tokenizer, prompts, chosen, rejected):
@@ -160,9 +188,12 @@ def prepare_dataset(dataset, tokenizer, spec: TokenizeSpec, num_proc: int | None
         dataset = dataset.map(tokenize_batch, batched=True, with_indices=True, fn_kwargs=kwargs, remove_columns=columns)
         counter = StreamCounter(name)
         return dataset.filter(counter).remove_columns(list(STATUS_COLUMNS))
+    from datasets.fingerprint import Hasher
+
+    fingerprint = Hasher.hash((dataset._fingerprint, _CODE_HASH, Hasher.hash(tokenizer), fmt, spec))
     dataset = dataset.map(
         tokenize_batch, batched=True, with_indices=True, fn_kwargs=kwargs, remove_columns=columns,
-        num_proc=num_proc, desc=f"Tokenizing {name} pairs",
+        num_proc=num_proc, desc=f"Tokenizing {name} pairs", new_fingerprint=fingerprint,
     )
     reasons = dataset["skip_reason"]
     report_counts(name, len(reasons), Counter(r.split(":")[0] for r in reasons if r),

@@ -61,8 +61,11 @@ class CPOTrainer(Trainer):
         args = args if args is not None else CPOConfig(output_dir="cpo_output")
         if not isinstance(args, CPOConfig):
             raise TypeError(f"args must be a cpo.CPOConfig, got {type(args).__name__}; build one with CPOConfig(...).")
-        if train_dataset is None:
-            raise ValueError("`train_dataset` is required: a dataset of 'chosen' / 'rejected' (and 'prompt') rows.")
+        if train_dataset is None and eval_dataset is None:
+            raise ValueError(
+                "Give a `train_dataset` (or, to evaluate only, an `eval_dataset`) of 'chosen' / 'rejected' "
+                "(and optionally 'prompt') rows."
+            )
         model = self._init_model(model, args, peft_config, model_init)
         self.is_encoder_decoder = bool(
             getattr(text_config(model), "is_encoder_decoder", False) if model is not None else args.is_encoder_decoder
@@ -83,7 +86,8 @@ class CPOTrainer(Trainer):
             is_encoder_decoder=self.is_encoder_decoder,
         )
         with args.main_process_first(desc="tokenizing the datasets"):
-            train_dataset = prepare_dataset(train_dataset, processing_class, spec, args.dataset_num_proc, "train")
+            if train_dataset is not None:
+                train_dataset = prepare_dataset(train_dataset, processing_class, spec, args.dataset_num_proc, "train")
             if eval_dataset is not None:
                 eval_dataset = self._prepare_eval(eval_dataset, processing_class, spec, args.dataset_num_proc)
         if data_collator is None:
@@ -122,6 +126,9 @@ class CPOTrainer(Trainer):
             raise ValueError("Give a `model` (a model, a hub name or a local path) or a `model_init`.")
         if peft_config is not None:
             from peft import PeftModel, get_peft_model
+            from transformers import set_seed
+
+            set_seed(args.seed)  # adapters are initialised randomly: make that reproducible
 
             if isinstance(model, PeftModel):
                 raise ValueError(

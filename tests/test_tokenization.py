@@ -1,0 +1,152 @@
+"""Tokenization: TRL's token ids where we agree, BOS/EOS rules, truncation, skipped-row accounting."""
+
+import copy
+import logging
+import types
+from types import SimpleNamespace
+
+import pytest
+from datasets import Dataset, IterableDataset
+from helpers import zen
+
+from cpo.data import DatasetFormat, RowError
+from cpo.tokenization import TokenizeSpec, prepare_dataset, tokenize_batch, truncate_row
+
+STD = DatasetFormat(conversational=False, explicit_prompt=True)
+CONV = DatasetFormat(conversational=True, explicit_prompt=True)
+
+
+def tokenize_rows(rows, tokenizer, fmt=STD, **spec):
+    batch = {k: [r.get(k) for r in rows] for k in rows[0]}
+    return tokenize_batch(batch, list(range(len(rows))), tokenizer=tokenizer, fmt=fmt, spec=TokenizeSpec(**spec))
+
+
+def trl_tokenize(tokenizer, row, max_length=1024):
+    from trl.experimental.cpo import CPOTrainer
+
+    fake = SimpleNamespace(processing_class=tokenizer, is_encoder_decoder=False, max_length=max_length)
+    fake.build_tokenized_answer = types.MethodType(CPOTrainer.build_tokenized_answer, fake)
+    return CPOTrainer.tokenize_row(fake, row)
+
+
+def test_standard_rows_get_trl_token_ids(tok):
+    """On TRL's own test table TRL and we produce the same sequences: BOS + prompt + completion + EOS."""
+    rows = list(zen("standard_preference", "train")) + list(zen("standard_preference", "test"))
+    ours = tokenize_rows(rows, tok)
+    for i, row in enumerate(rows):
+        ref = trl_tokenize(tok, row)
+        assert ours["prompt_input_ids"][i] + ours["chosen_input_ids"][i] == ref["chosen_input_ids"]
+        assert ours["prompt_input_ids"][i] + ours["rejected_input_ids"][i] == ref["rejected_input_ids"]
+        assert ours["prompt_input_ids"][i] == ref["prompt_input_ids"]
+
+
+def test_plain_text_bos_and_eos_are_never_doubled(tok):
+    eos = tok.eos_token_id  # GPT-2: BOS and EOS are both <|endoftext|>
+    rows = [
+        {"prompt": "Hi", "chosen": " there", "rejected": " you"},
+        {"prompt": "<|endoftext|>Hi", "chosen": " there<|endoftext|>", "rejected": " you"},
+    ]
+    out = tokenize_rows(rows, tok)
+    for i in range(2):
+        assert out["prompt_input_ids"][i] == [eos, tok.convert_tokens_to_ids("Hi")]
+        assert out["chosen_input_ids"][i][-1] == eos and out["chosen_input_ids"][i][-2] != eos
+        assert out["rejected_input_ids"][i][-1] == eos and out["rejected_input_ids"][i][-2] != eos
+
+
+def test_empty_prompt_without_bos_starts_with_eos(tok):
+    tok = copy.deepcopy(tok)
+    tok.bos_token = None
+    out = tokenize_rows([{"prompt": "", "chosen": "Yes", "rejected": "No"}], tok)
+    assert out["prompt_input_ids"][0] == [tok.eos_token_id]
+    out = tokenize_rows([{"prompt": "Q", "chosen": "Yes", "rejected": "No"}], tok)
+    assert out["prompt_input_ids"][0] == tok("Q")["input_ids"]  # no BOS to add
+
+
+def test_chat_template_is_authoritative(qwen2_tokenizer):
+    """No BOS the template does not write; no EOS after '<|im_end|>\\n' (TRL appends <|endoftext|> there)."""
+    row = {"prompt": [{"role": "user", "content": "2+2?"}], "chosen": [{"role": "assistant", "content": "4"}],
+           "rejected": [{"role": "assistant", "content": "5"}]}
+    out = tokenize_rows([row], qwen2_tokenizer, fmt=CONV)
+    text = qwen2_tokenizer.decode(out["prompt_input_ids"][0] + out["chosen_input_ids"][0])
+    assert text == qwen2_tokenizer.apply_chat_template(row["prompt"] + row["chosen"], tokenize=False)
+    assert text.startswith("<|im_start|>system") and text.endswith("4<|im_end|>\n")
+    assert qwen2_tokenizer.bos_token_id not in out["prompt_input_ids"][0]
+    assert out["chosen_input_ids"][0].count(qwen2_tokenizer.eos_token_id) == 0
+
+
+def test_truncate_completion_only():
+    assert truncate_row([1, 2], [3, 4, 5, 6], [7], TokenizeSpec(max_length=4), 1) == ([1, 2], [3, 4], [7], False, True, "")
+    assert truncate_row([1, 2], [3, 4, 5], [7, 8, 9], TokenizeSpec(max_length=None, max_completion_length=2), 1) == (
+        [1, 2], [3, 4], [7, 8], False, True, "")
+
+
+def test_prompt_that_fills_max_length_keeps_its_end_and_bos():
+    # prompt of 10 >= max_length 8; completions 3 and 6 long -> they get min(6, 8 // 2) = 4; prompt keeps 4: BOS + 3.
+    prompt, chosen, rejected = [1] + list(range(10, 19)), [3, 4, 5], [6, 7, 8, 9, 10, 11]
+    p, c, r, p_cut, c_cut, reason = truncate_row(prompt, chosen, rejected, TokenizeSpec(max_length=8), bos_id=1)
+    assert p == [1, 16, 17, 18] and c == [3, 4, 5] and r == [6, 7, 8, 9] and p_cut and c_cut and reason == ""
+    assert len(p) + len(r) == 8
+    # without a BOS the last tokens are kept
+    p, *_ = truncate_row(list(range(10, 20)), [3], [4], TokenizeSpec(max_length=4), bos_id=None)
+    assert p == [17, 18, 19]
+    # a prompt exactly at max_length still leaves completions non-empty
+    p, c, r, *_ = truncate_row(list(range(8)), [3, 4], [5], TokenizeSpec(max_length=8), bos_id=None)
+    assert len(p) == 6 and c == [3, 4] and r == [5]
+    # or the row is dropped
+    assert truncate_row(list(range(8)), [3], [4], TokenizeSpec(max_length=8, prompt_overflow="drop"), None)[-1] == (
+        "prompt_overflow")
+
+
+def test_prepare_dataset_reports_truncation_and_drops(tok, caplog):
+    long_prompt = "word " * 40
+    rows = [{"prompt": long_prompt, "chosen": " a", "rejected": " b"}, {"prompt": "Q", "chosen": " a", "rejected": " b"}]
+    with caplog.at_level(logging.INFO, logger="cpo"):
+        out = prepare_dataset(Dataset.from_list(rows), tok, TokenizeSpec(max_length=16))
+    assert len(out) == 2 and "1 of 2 prompts alone filled max_length" in caplog.text
+    assert all(len(p) + len(c) <= 16 for p, c in zip(out["prompt_input_ids"], out["chosen_input_ids"]))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="cpo"):
+        out = prepare_dataset(Dataset.from_list(rows), tok, TokenizeSpec(max_length=16, prompt_overflow="drop"))
+    assert len(out) == 1 and out["row_index"] == [1] and "skipped 1 of 2 rows (1 prompt_overflow)" in caplog.text
+    assert out.column_names == ["prompt_input_ids", "chosen_input_ids", "rejected_input_ids", "row_index"]
+
+
+def test_invalid_rows_raise_by_default_and_are_counted_when_skipped(tok, caplog):
+    rows = [{"prompt": "Q", "chosen": " a", "rejected": " b"}] * 3 + [{"prompt": "Q", "chosen": None, "rejected": " b"}]
+    with pytest.raises(RowError, match="Row 3, field 'chosen': is missing"):
+        prepare_dataset(Dataset.from_list(rows), tok, TokenizeSpec())
+    with caplog.at_level(logging.WARNING, logger="cpo"):
+        out = prepare_dataset(Dataset.from_list(rows), tok, TokenizeSpec(invalid_rows="skip"))
+    assert out["row_index"] == [0, 1, 2]
+    assert "skipped 1 of 4 rows (1 invalid)" in caplog.text and "Row 3, field 'chosen'" in caplog.text
+
+
+def test_iterable_dataset_streams_and_counts_skips(tok, caplog):
+    rows = [{"prompt": "Q", "chosen": " a", "rejected": " b"}, {"prompt": "Q", "chosen": "", "rejected": " b"},
+            {"prompt": "R", "chosen": " c", "rejected": " d"}]
+    stream = IterableDataset.from_generator(lambda: iter(rows))
+    with caplog.at_level(logging.WARNING, logger="cpo"):
+        out = list(prepare_dataset(stream, tok, TokenizeSpec(invalid_rows="skip")))
+    assert [r["row_index"] for r in out] == [0, 2]
+    assert "skipped streamed row 1 (1 invalid so far)" in caplog.text
+
+
+def test_empty_dataset_is_an_error(tok):
+    with pytest.raises(ValueError, match="The dataset is empty"):
+        prepare_dataset(Dataset.from_dict({"prompt": [], "chosen": [], "rejected": []}), tok, TokenizeSpec())
+
+
+def test_implicit_prompt_is_split_at_the_token_level_as_trl(qwen2_tokenizer):
+    """'Special cases aren't special enough to b|reak' / 'to b|ecome': the character prefix cuts a word; its
+    canonical tokens ('break', 'become') go whole to the completions, as in TRL."""
+    from trl.data_utils import maybe_extract_prompt
+
+    rows = list(zen("standard_implicit_prompt_preference", "train"))
+    fmt = DatasetFormat(conversational=False, explicit_prompt=False)
+    ours = tokenize_rows(rows, qwen2_tokenizer, fmt=fmt)
+    for i, row in enumerate(rows):
+        ref = trl_tokenize(qwen2_tokenizer, maybe_extract_prompt(row))
+        assert ours["prompt_input_ids"][i] + ours["chosen_input_ids"][i] == ref["chosen_input_ids"]
+        assert ours["prompt_input_ids"][i] + ours["rejected_input_ids"][i] == ref["rejected_input_ids"]
+    assert qwen2_tokenizer.decode(ours["chosen_input_ids"][7]).startswith("break the rules")
+    assert qwen2_tokenizer.decode(ours["rejected_input_ids"][7]).startswith("become")
