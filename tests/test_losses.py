@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cpo.losses import alphapo_reward, cpo_objective, preference_loss, uses_average_logps
+from cpo.losses import MAX_ALPHAPO_REWARD, alphapo_reward, cpo_objective, preference_loss, uses_average_logps
 
 
 def softplus(x: float) -> float:
@@ -56,26 +56,36 @@ def test_alphapo_reward_matches_formula_and_limits():
     assert neg == pytest.approx((1 - math.exp(-200)) / -0.5) and -2.0 <= neg <= 0.0
 
 
-# Summed log-probs (sigmoid, hinge) reach the thousands; ipo/simpo work on per-token averages, and IPO squares the
-# reward gap, so its float64 range ends near alpha * |logp| = 354 (here, |logp| = 1400).
+# Summed log-probs (sigmoid, hinge) reach the thousands. IPO and SimPO work on per-token averages, and IPO squares
+# the reward gap, so it is finite in fp32 up to about alpha * |mean logp| = 40: far beyond real per-token averages.
 EXTREMES = {
     "sigmoid": ([-300.0, -350.0, -1000.0, -2000.0], [-320.0, -300.0, -900.0, -2500.0]),
     "hinge": ([-300.0, -350.0, -1000.0, -2000.0], [-320.0, -300.0, -900.0, -2500.0]),
     "simpo": ([-300.0, -350.0, -1000.0, -2000.0], [-320.0, -300.0, -900.0, -2500.0]),
-    "ipo": ([-300.0, -350.0, -1000.0, -1300.0], [-320.0, -300.0, -900.0, -1390.0]),
+    "ipo": ([-30.0, -60.0, -120.0, -150.0], [-32.0, -55.0, -140.0, -100.0]),
 }
 
 
 @pytest.mark.parametrize("loss_type", list(EXTREMES))
-def test_alphapo_stays_finite_for_very_negative_logps(loss_type):
+def test_alphapo_stays_finite_in_fp32_for_very_negative_logps(loss_type):
     chosen = torch.tensor(EXTREMES[loss_type][0], requires_grad=True)
     rejected = torch.tensor(EXTREMES[loss_type][1], requires_grad=True)
     losses, cr, rr = preference_loss(chosen, rejected, loss_type=loss_type, beta=0.1, alpha=0.25)
-    assert torch.isfinite(losses).all() and torch.isfinite(cr).all() and torch.isfinite(rr).all()
-    # reward of -300 as in float64 scalar math: -expm1(75) / 0.25
-    assert cr[0].item() == pytest.approx(0.1 * -math.expm1(75) / 0.25, rel=1e-12)
+    for t in (losses, cr, rr):
+        assert torch.isfinite(t.float()).all()
+    # below the cap the reward is exact, as in float64 scalar math: (1 - e^(-0.25 logp)) / 0.25
+    assert cr[0].item() == pytest.approx(0.1 * -math.expm1(-0.25 * chosen[0].item()) / 0.25, rel=1e-12)
     losses.sum().backward()
-    assert not torch.isnan(chosen.grad).any() and not torch.isnan(rejected.grad).any()
+    assert torch.isfinite(chosen.grad).all() and torch.isfinite(rejected.grad).all()
+
+
+def test_alphapo_reward_saturates_at_the_cap_with_zero_gradient():
+    logps = torch.tensor([-316.0, -317.0, -5000.0], dtype=torch.float64, requires_grad=True)
+    r = alphapo_reward(logps, 0.25)
+    assert r[0].item() > -MAX_ALPHAPO_REWARD  # -316: still exact
+    assert r[1].item() == pytest.approx(-MAX_ALPHAPO_REWARD) and r[2].item() == pytest.approx(-MAX_ALPHAPO_REWARD)
+    r.sum().backward()
+    assert logps.grad[0] > 0 and logps.grad[1] == 0 and logps.grad[2] == 0
 
 
 def test_trl_formula_is_nan_where_ours_is_finite():

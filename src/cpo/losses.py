@@ -10,6 +10,7 @@ reward otherwise) and ``delta = r_c - r_r``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -17,8 +18,8 @@ import torch.nn.functional as F
 
 LOSS_TYPES = ("sigmoid", "hinge", "ipo", "simpo", "sft")
 
-# Largest exponent we let AlphaPO evaluate: exp(700) is finite in float64 (max ~1.8e308 = exp(709.8)).
-_MAX_EXPONENT = 700.0
+# AlphaPO rewards are capped at this magnitude, so rewards, losses and gradients stay finite in fp32 (max 3.4e38).
+MAX_ALPHAPO_REWARD = 1e35
 
 
 def uses_average_logps(loss_type: str) -> bool:
@@ -30,9 +31,10 @@ def alphapo_reward(logps: torch.Tensor, alpha: float) -> torch.Tensor:
     """AlphaPO reward ``r = (1 - p^(-alpha)) / alpha`` with ``p = exp(logps)`` (arXiv 2501.03884, Eq. 6).
 
     Evaluated in log space as ``-expm1(-alpha * logps) / alpha`` in float64, so ``p`` is never formed: TRL's
-    ``exp(logps) ** -alpha`` underflows to ``0 ** -alpha = inf`` once summed log-probs reach about -104 (fp32) and the
-    loss turns NaN. Here the reward is finite while ``-alpha * logps <= 700`` (for ``alpha = 0.25``: down to
-    ``logps = -2800``); beyond that the exponent is clamped, which keeps the loss finite with a zero gradient there.
+    ``exp(logps) ** -alpha`` underflows to ``0 ** -alpha = inf`` once summed log-probs pass about -87 (fp32), and
+    the gradient, then the loss, turn NaN. For ``alpha > 0`` the reward grows like ``exp(alpha * |logps|)``; it is
+    capped at ``-MAX_ALPHAPO_REWARD`` (1e35), where it saturates with a zero gradient, so that rewards, losses and
+    gradients stay finite in fp32. For ``alpha = 0.25`` the cap starts at ``logps = -316.8``.
 
     Args:
         logps: ``(B,)`` log-probs, any float dtype.
@@ -41,7 +43,9 @@ def alphapo_reward(logps: torch.Tensor, alpha: float) -> torch.Tensor:
     Returns:
         ``(B,)`` float64 rewards. ``alpha -> 0`` recovers ``logps``.
     """
-    exponent = (-alpha * logps.double()).clamp(max=_MAX_EXPONENT)
+    exponent = -alpha * logps.double()
+    if alpha > 0:
+        exponent = exponent.clamp(max=math.log1p(MAX_ALPHAPO_REWARD * alpha))
     return -torch.expm1(exponent) / alpha
 
 

@@ -189,6 +189,9 @@ class CPOTrainer(Trainer):
     def _remove_unused_columns(self, dataset, description: str | None = None):
         return dataset  # our datasets hold exactly the tokenized columns the collator needs
 
+    def _get_collator_with_removed_columns(self, data_collator, description: str | None = None):
+        return data_collator  # the same for streamed datasets
+
     # ------------------------------------------------------------------------------------------- the step
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor:
