@@ -148,5 +148,5 @@ def test_implicit_prompt_is_split_at_the_token_level_as_trl(qwen2_tokenizer):
         ref = trl_tokenize(qwen2_tokenizer, maybe_extract_prompt(row))
         assert ours["prompt_input_ids"][i] + ours["chosen_input_ids"][i] == ref["chosen_input_ids"]
         assert ours["prompt_input_ids"][i] + ours["rejected_input_ids"][i] == ref["rejected_input_ids"]
-    assert qwen2_tokenizer.decode(ours["chosen_input_ids"][7]).startswith("break the rules")
-    assert qwen2_tokenizer.decode(ours["rejected_input_ids"][7]).startswith("become")
+    assert qwen2_tokenizer.decode(ours["chosen_input_ids"][7]).startswith(" break the rules")
+    assert qwen2_tokenizer.decode(ours["rejected_input_ids"][7]).startswith(" become")

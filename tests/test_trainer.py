@@ -45,7 +45,7 @@ def test_chunked_and_naive_paths_train_identically(tmp_path, tok, loss_type):
     for chunked in (True, False):
         args = train_args(tmp_path / str(chunked), chunked_logits=chunked, logits_chunk_size=7, loss_type=loss_type)
         trainer = CPOTrainer(model=copy.deepcopy(base), args=args, processing_class=copy.deepcopy(tok), train_dataset=data)
-        assert (trainer._head is not None) == chunked
+        assert (trainer._paths.head is not None) == chunked
         logs[chunked] = train_logs(trainer)
     for a, b in zip(logs[True], logs[False]):
         for key in METRICS + ["grad_norm"]:

@@ -68,6 +68,13 @@ class CPOConfig(TrainingArguments):
             logits, and only at completion positions (default on; the trainer falls back to the model's own head,
             with a logged reason, where the head is not a plain linear layer).
         logits_chunk_size: positions per chunk; ``None`` sizes a chunk at about 32 MiB of fp32 logits.
+        padding_free: concatenate the sequences of a batch into rows without padding, with position ids restarting
+            at each sequence and attention that never crosses a sequence boundary. ``None`` (default) turns it on
+            where a probe batch verifies it with the model's attention implementation; ``True`` requires it.
+        prefix_sharing: lay each pair out once as ``prompt + chosen + rejected`` (the rejected tokens attend to the
+            prompt, not to the chosen tokens), so the prompt is computed once per pair. ``None`` (default) turns it on
+            where verified; ``True`` requires it. Both are off for encoder-decoder models and MoE models whose router
+            aux loss needs a padding mask.
         prompt_overflow: what to do with a prompt that alone fills ``max_length``: ``keep_end`` keeps its last
             tokens (and its BOS) so that completions get up to half of ``max_length``; ``drop`` removes the row. Either
             way the number of rows affected is logged.
@@ -122,6 +129,12 @@ class CPOConfig(TrainingArguments):
     )
     logits_chunk_size: int | None = field(
         default=None, metadata={"help": "Positions per logits chunk; default sizes a chunk at about 32 MiB."}
+    )
+    padding_free: bool | None = field(
+        default=None, metadata={"help": "Pack sequences into rows without padding (default: on where verified)."}
+    )
+    prefix_sharing: bool | None = field(
+        default=None, metadata={"help": "Compute each prompt once per pair (default: on where verified)."}
     )
     prompt_overflow: str = field(
         default="keep_end",

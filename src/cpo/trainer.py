@@ -10,20 +10,12 @@ from torch import nn
 from transformers import AutoTokenizer, Trainer
 
 from .config import CPOConfig
-from .layouts import EncoderDecoderCollator, PreferenceCollator
+from .layouts import EncoderDecoderCollator
 from .logprobs import average_logps, sequence_logps
 from .losses import cpo_objective, uses_average_logps
 from .metrics import MetricSums
-from .modeling import (
-    HeadInputCapture,
-    attention_implementation,
-    disable_dropout,
-    forward_logps,
-    lm_head_of,
-    load_model,
-    text_config,
-    verify_head,
-)
+from .modeling import attention_implementation, disable_dropout, forward_logps, load_model, text_config
+from .paths import select_paths
 from .tokenization import TokenizeSpec, prepare_dataset
 
 logger = logging.getLogger("cpo")
@@ -90,8 +82,16 @@ class CPOTrainer(Trainer):
                 train_dataset = prepare_dataset(train_dataset, processing_class, spec, args.dataset_num_proc, "train")
             if eval_dataset is not None:
                 eval_dataset = self._prepare_eval(eval_dataset, processing_class, spec, args.dataset_num_proc)
+        cfg = text_config(model)
+        self.aux_loss_enabled = bool(getattr(cfg, "output_router_logits", False))
+        self.aux_loss_coef = float(getattr(cfg, "router_aux_loss_coef", 0.0) or 0.0)
+        self._attn_impl = attention_implementation(model)
+        self._paths = select_paths(
+            model, args, processing_class.pad_token_id, self._attn_impl, self.is_encoder_decoder,
+            self.aux_loss_enabled, layout=data_collator is None,
+        )
         if data_collator is None:
-            data_collator = self._default_collator(model, processing_class)
+            data_collator = self._paths.collator or self._encoder_decoder_collator(model, processing_class)
 
         super().__init__(
             model=model,
@@ -106,13 +106,8 @@ class CPOTrainer(Trainer):
             optimizers=optimizers,
             preprocess_logits_for_metrics=preprocess_logits_for_metrics,
         )
-        cfg = text_config(self.model)
-        self.aux_loss_enabled = bool(getattr(cfg, "output_router_logits", False))
-        self.aux_loss_coef = float(getattr(cfg, "router_aux_loss_coef", 0.0) or 0.0)
-        self._attn_impl = attention_implementation(self.model)
         self._metrics = MetricSums()
         self._eval_prefix = "eval_"
-        self._init_logps_path()
 
     # ----------------------------------------------------------------------------------------------- setup
 
@@ -159,32 +154,12 @@ class CPOTrainer(Trainer):
             }
         return prepare_dataset(eval_dataset, tokenizer, spec, num_proc, "eval")
 
-    def _default_collator(self, model, tokenizer):
-        if self.is_encoder_decoder:
-            start = getattr(text_config(model), "decoder_start_token_id", None)
-            if start is None:
-                raise ValueError("The encoder-decoder model has no config.decoder_start_token_id; set it (T5: pad).")
-            return EncoderDecoderCollator(tokenizer.pad_token_id, start)
-        return PreferenceCollator(tokenizer.pad_token_id)
-
-    def _init_logps_path(self) -> None:
-        """Pick the chunked log-prob path where the model allows it; else the naive one, saying why."""
-        self._capture, self._head = None, None
-        if not self.args.chunked_logits:
-            logger.info("Chunked log-probs: off (chunked_logits=False); the model computes full logits.")
-            return
-        head, module, reason = lm_head_of(self.model)
-        if head is not None:
-            capture = HeadInputCapture(module)
-            reason = verify_head(self.model, capture, head)
-            if reason:
-                capture.remove()
-            else:
-                self._capture, self._head = capture, head
-        if reason:
-            logger.warning(f"Chunked log-probs: off, falling back to full logits, because {reason}.")
-        else:
-            logger.info("Chunked log-probs: on (head applied only at completion positions, chunk by chunk).")
+    @staticmethod
+    def _encoder_decoder_collator(model, tokenizer):
+        start = getattr(text_config(model), "decoder_start_token_id", None)
+        if start is None:
+            raise ValueError("The encoder-decoder model has no config.decoder_start_token_id; set it (T5: pad).")
+        return EncoderDecoderCollator(tokenizer.pad_token_id, start)
 
     def _remove_unused_columns(self, dataset, description: str | None = None):
         return dataset  # our datasets hold exactly the tokenized columns the collator needs
@@ -211,8 +186,8 @@ class CPOTrainer(Trainer):
             inputs,
             attn_impl=self._attn_impl,
             dtype=next(self.model.parameters()).dtype,
-            capture=self._capture,
-            head=self._head,
+            capture=self._paths.capture,
+            head=self._paths.head,
             chunk_size=self.args.logits_chunk_size,
             router_logits=self.aux_loss_enabled,
         )
