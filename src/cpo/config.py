@@ -75,6 +75,10 @@ class CPOConfig(TrainingArguments):
             prompt, not to the chosen tokens), so the prompt is computed once per pair. ``None`` (default) turns it on
             where verified; ``True`` requires it. Both are off for encoder-decoder models and MoE models whose router
             aux loss needs a padding mask.
+        max_tokens_per_batch: build training micro-batches by a token budget (tokens as laid out) instead of a fixed
+            number of pairs, so each forward pass costs about the same; ``per_device_train_batch_size`` then caps the
+            pairs of a micro-batch. An optimiser step still takes ``gradient_accumulation_steps`` micro-batches per
+            process; its number of pairs varies, is logged at the start and as ``pairs_per_step``.
         prompt_overflow: what to do with a prompt that alone fills ``max_length``: ``keep_end`` keeps its last
             tokens (and its BOS) so that completions get up to half of ``max_length``; ``drop`` removes the row. Either
             way the number of rows affected is logged.
@@ -136,6 +140,9 @@ class CPOConfig(TrainingArguments):
     prefix_sharing: bool | None = field(
         default=None, metadata={"help": "Compute each prompt once per pair (default: on where verified)."}
     )
+    max_tokens_per_batch: int | None = field(
+        default=None, metadata={"help": "Micro-batches by a token budget instead of a fixed number of pairs."}
+    )
     prompt_overflow: str = field(
         default="keep_end",
         metadata={"help": "A prompt that alone fills max_length: keep its end, or drop the row.",
@@ -184,7 +191,8 @@ class CPOConfig(TrainingArguments):
             fail("cpo_alpha", "is negative (it would reward a high NLL of the chosen answer)", "Use a value >= 0.")
         if self.simpo_gamma < 0:
             fail("simpo_gamma", "is negative", "SimPO's margin is >= 0; use e.g. 0.5.")
-        for name in ("max_length", "max_completion_length", "logits_chunk_size", "dataset_num_proc"):
+        for name in ("max_length", "max_completion_length", "logits_chunk_size", "dataset_num_proc",
+                     "max_tokens_per_batch"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 fail(name, "must be a positive integer or None", "Give an int >= 1.")

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, Trainer
 
 from .config import CPOConfig
@@ -16,6 +17,7 @@ from .losses import cpo_objective, uses_average_logps
 from .metrics import MetricSums
 from .modeling import attention_implementation, disable_dropout, forward_logps, load_model, text_config
 from .paths import select_paths
+from .sampling import TokenBudgetBatchSampler, pair_tokens
 from .tokenization import TokenizeSpec, prepare_dataset
 
 logger = logging.getLogger("cpo")
@@ -161,6 +163,31 @@ class CPOTrainer(Trainer):
             raise ValueError("The encoder-decoder model has no config.decoder_start_token_id; set it (T5: pad).")
         return EncoderDecoderCollator(tokenizer.pad_token_id, start)
 
+    def get_train_dataloader(self):
+        """Trainer's loader, or one over token-budget batches when ``max_tokens_per_batch`` is set."""
+        world, ga = self.accelerator.num_processes, self.args.gradient_accumulation_steps
+        if self.args.max_tokens_per_batch is None:
+            pairs = self.args.per_device_train_batch_size * ga * world
+            logger.info(f"An optimiser step takes {pairs} pairs ({self.args.per_device_train_batch_size} per device "
+                        f"x {ga} accumulation steps x {world} processes).")
+            return super().get_train_dataloader()
+        if not hasattr(self.train_dataset, "__len__"):
+            raise ValueError("max_tokens_per_batch needs a map-style dataset (a streamed one has no lengths).")
+        shared = bool(getattr(self.data_collator, "shared_prompt", False))
+        columns = [self.train_dataset[c] for c in ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids")]
+        lengths = [pair_tokens(len(p), len(c), len(r), shared) for p, c, r in zip(*columns)]
+        sampler = TokenBudgetBatchSampler(lengths, self.args.max_tokens_per_batch,
+                                          self.args.per_device_train_batch_size, self.args.seed)
+        sizes = [len(b) for b in sampler.batches]
+        logger.info(
+            f"Token-budget batches: {len(sizes)} micro-batches of at most {self.args.max_tokens_per_batch} tokens, "
+            f"{min(sizes)}-{max(sizes)} pairs each (mean {sum(sizes) / len(sizes):.1f}); an optimiser step takes "
+            f"{ga} of them per process x {world} processes, about {ga * world * sum(sizes) / len(sizes):.0f} pairs."
+        )
+        loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+                            num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory)
+        return self.accelerator.prepare(loader)
+
     def _remove_unused_columns(self, dataset, description: str | None = None):
         return dataset  # our datasets hold exactly the tokenized columns the collator needs
 
@@ -175,6 +202,10 @@ class CPOTrainer(Trainer):
         pairs = sum(b["row_index"].shape[0] for b in batch_samples)
         tokens = sum(int((b["target_seq"] < b["row_index"].shape[0]).sum()) for b in batch_samples)
         counts = torch.tensor([pairs, tokens], dtype=torch.float64, device=device)
+        if self.args.max_tokens_per_batch is not None:
+            # each process adds its own pairs; counts of 1 / world make the reduced ratio the global pairs per step
+            world = self.accelerator.num_processes
+            self._metrics.add("train", "pairs_per_step", counts[0], 1.0 / world)
         if self.accelerator.num_processes > 1:
             counts = self.accelerator.reduce(counts, reduction="sum")
         return counts
