@@ -1,0 +1,158 @@
+"""Load what the `cpo` subcommands are given: a dataset split, a model and its tokenizer, with clear errors.
+
+- Datasets: a Hub name, a local folder (data files, or one saved with ``save_to_disk``), or a local ``.json``,
+  ``.jsonl``, ``.csv`` or ``.parquet`` file. A split may be sliced: ``train[:1800]``, ``train[90%:]``.
+- Models: a Hub name, a local folder, or a ``.gguf`` file (dequantised by :mod:`cpo.gguf` into a trainable model).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from .errors import UsageError
+
+logger = logging.getLogger("cpo")
+
+FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+_COMPRESSION = (".gz", ".bz2", ".xz", ".zst")
+_SPLIT = re.compile(r"^(?P<name>[\w.-]+)(?:\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\])?$")
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or "\\" in name or Path(name).suffix.lower() in (
+        *FILE_BUILDERS, *_COMPRESSION, ".gguf", ".txt", ".tsv")
+
+
+def _file_builder(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSION:
+        suffixes.pop()
+    builder = FILE_BUILDERS.get(suffixes[-1] if suffixes else "")
+    if builder is None:
+        raise UsageError(f"Cannot read the dataset file {str(path)!r}: its type is not one of "
+                         f"{', '.join(FILE_BUILDERS)}. Convert it, or give a folder or a Hub dataset name.")
+    return builder
+
+
+def load_dataset_dict(name: str, config: str | None = None):
+    """All splits of a dataset as a ``DatasetDict`` (a local file becomes its ``train`` split)."""
+    import datasets
+
+    p = Path(name).expanduser()
+    try:
+        if p.is_file():
+            return datasets.load_dataset(_file_builder(p), data_files={"train": str(p)})
+        if p.is_dir():
+            if (p / "dataset_dict.json").is_file() or (p / "state.json").is_file():
+                loaded = datasets.load_from_disk(str(p))
+                return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict(train=loaded)
+            return datasets.load_dataset(str(p), config)
+    except UsageError:
+        raise
+    except Exception as err:  # datasets raises many kinds; the user needs the file and the reason
+        raise UsageError(f"Cannot read the dataset {name!r}: {type(err).__name__}: {str(err).splitlines()[0]}") from err
+    if _looks_like_path(name):
+        raise UsageError(f"The dataset {name!r} does not exist. Give a .json/.jsonl/.csv/.parquet file, a folder, or "
+                         "a Hugging Face Hub dataset name.")
+    try:
+        return datasets.load_dataset(name, config)
+    except Exception as err:
+        raise UsageError(f"Cannot load the dataset {name!r} from the Hugging Face Hub ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else 'no details'}). For local data give a path to a "
+                         ".json/.jsonl/.csv/.parquet file or a folder.") from err
+
+
+def _bound(text: str | None, n: int, default: int) -> int:
+    if text is None:
+        return default
+    if text.endswith("%"):
+        return round(n * int(text[:-1]) / 100)
+    return int(text)
+
+
+def select_split(splits, spec: str, source: str = "the dataset"):
+    """The split named by ``spec`` (``"test"``, or sliced like Python: ``"train[:1800]"``, ``"train[90%:]"``).
+
+    Raises:
+        UsageError: a malformed spec, or a split the dataset does not have (listing those it has).
+    """
+    m = _SPLIT.match(spec.strip())
+    if m is None:
+        raise UsageError(f"Cannot read the split {spec!r}. Write a split name, optionally sliced: test, "
+                         "train[:1800], train[1800:], train[:90%].")
+    name = m.group("name")
+    if name not in splits:
+        raise UsageError(f"{source} has no split {name!r}; it has: {', '.join(splits)}. A single local file is the "
+                         "'train' split: take a slice for evaluation, e.g. --dataset_test_split 'train[1800:]'.")
+    ds = splits[name]
+    if m.group("start") is None and m.group("stop") is None:
+        return ds
+    n = len(ds)
+    start, stop, _ = slice(_bound(m.group("start"), n, 0), _bound(m.group("stop"), n, n)).indices(n)
+    if stop <= start:
+        raise UsageError(f"The split {spec!r} of {source} is empty ({name} has {n} rows).")
+    return ds.select(range(start, stop))
+
+
+def load_dataset_split(name: str, config: str | None, split: str):
+    """One (possibly sliced) split of a dataset; see :func:`load_dataset_dict` and :func:`select_split`."""
+    return select_split(load_dataset_dict(name, config), split, f"The dataset {name!r}")
+
+
+def _check_model_path(name: str) -> Path | None:
+    p = Path(name).expanduser()
+    if p.exists():
+        if p.is_dir() and not any((p / f).is_file() for f in ("config.json", "adapter_config.json")):
+            files = ", ".join(sorted(x.name for x in p.iterdir())[:12]) or "nothing"
+            raise UsageError(f"The model folder {name!r} has no config.json (it holds: {files}). Give a folder saved "
+                             "with save_pretrained, a .gguf file, or a Hub model name.")
+        return p
+    if _looks_like_path(name) or name.count("/") > 1:  # a Hub name is "org/name" at most
+        raise UsageError(f"The model {name!r} does not exist. Give a folder saved with save_pretrained, a .gguf file, "
+                         "or a Hub model name (org/name).")
+    return None
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    """The tokenizer of a model folder, Hub model or ``.gguf`` file."""
+    if str(name_or_path).endswith(".gguf"):
+        try:
+            from .gguf import load_gguf_tokenizer
+        except ImportError as err:
+            raise UsageError(f"This installation of cpo cannot read .gguf files ({err}).") from err
+        return load_gguf_tokenizer(name_or_path)
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"Cannot load a tokenizer from {name_or_path!r}: {str(err).splitlines()[0]}. Save the "
+                         "tokenizer next to the model (tokenizer.save_pretrained(folder)).") from err
+
+
+def load_model_and_tokenizer(name_or_path: str, *, dtype: str | None = None, attn_implementation: str | None = None,
+                             trust_remote_code: bool = False, init_kwargs: dict | None = None):
+    """``(model, tokenizer)`` from a Hub name, a local folder or a ``.gguf`` file.
+
+    Args:
+        dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"`` or None (the checkpoint's own, as
+            ``from_pretrained`` decides).
+        init_kwargs: more keyword arguments of ``from_pretrained``.
+    """
+    from .modeling import load_model
+
+    _check_model_path(name_or_path)
+    kwargs = dict(init_kwargs or {})
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        model = load_model(name_or_path, kwargs, trust_remote_code)
+    except ImportError as err:
+        raise UsageError(f"Loading {name_or_path!r} needs a package that is not installed: {err}") from err
+    except OSError as err:
+        raise UsageError(f"Cannot load the model {name_or_path!r}: {str(err).splitlines()[0]}") from err
+    return model, load_tokenizer(name_or_path, trust_remote_code)
