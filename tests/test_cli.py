@@ -120,14 +120,49 @@ def test_train_three_steps_from_yaml_with_a_flag_override(tiny, pairs, tmp_path,
     assert png.shape[:2] == (560, 1040) and (out / "training_curves.png").stat().st_size > 20_000
 
 
-def test_train_with_lora(tiny, pairs, tmp_path):
+def test_train_with_lora_then_load_the_adapter_for_eval(tiny, pairs, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from cpo.loading import load_model_and_tokenizer
+
     out = tmp_path / "lora"
     assert main(["train", "--model_name_or_path", str(tiny), "--dataset_name", str(pairs), "--output_dir", str(out),
                  "--max_steps", "1", "--use_peft", "--lora_r", "4", "--lora_target_modules", "q_proj", "v_proj",
-                 "--per_device_train_batch_size", "2", "--eval_strategy", "no", "--max_length", "64"]) == 0
+                 "--learning_rate", "0.01", "--per_device_train_batch_size", "2", "--eval_strategy", "no",
+                 "--max_length", "64"]) == 0
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert adapter["r"] == 4 and sorted(adapter["target_modules"]) == ["q_proj", "v_proj"]
-    assert (out / "training_curves.png").is_file()
+    assert (out / "training_curves.png").is_file() and not (out / "config.json").exists()
+    merged, tok = load_model_and_tokenizer(str(out))  # base model + adapter, merged, as `cpo eval` loads it
+    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), out).eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny).eval()
+    ids = torch.tensor([tok("Translate this from German to English:")["input_ids"]])
+    with torch.no_grad():
+        got, want, before = merged.eval()(ids).logits, reference(ids).logits, base(ids).logits
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert (got - before).abs().max() > 1e-4  # the adapter changed the model
+
+
+def test_train_from_a_gguf_file_goes_through_cpo_gguf(tiny, pairs, tmp_path, monkeypatch, capsys):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_file = tmp_path / "model.gguf"
+    gguf_file.write_bytes(b"GGUF")
+    calls = []
+    fake = types.ModuleType("cpo.gguf")
+    fake.load_gguf_model = lambda path, dtype=None: calls.append(("model", path)) or (
+        AutoModelForCausalLM.from_pretrained(tiny))
+    fake.load_gguf_tokenizer = lambda path: calls.append(("tokenizer", path)) or AutoTokenizer.from_pretrained(tiny)
+    monkeypatch.setitem(sys.modules, "cpo.gguf", fake)
+    argv = ["train", "--model_name_or_path", str(gguf_file), "--dataset_name", str(pairs), "--output_dir",
+            str(tmp_path / "out"), "--max_steps", "1", "--eval_strategy", "no", "--max_length", "64"]
+    assert main(argv) == 0
+    assert calls == [("model", str(gguf_file)), ("tokenizer", str(gguf_file))]
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    monkeypatch.setitem(sys.modules, "cpo.gguf", None)  # an installation without GGUF support
+    assert main(argv) == 2
+    assert "cannot read .gguf files" in capsys.readouterr().err
 
 
 def test_train_error_paths(tiny, pairs, tmp_path, capsys):

@@ -239,7 +239,7 @@ def run_train(argv: list[str]) -> int:
     cfg.model_init_kwargs = None  # applied here: the trainer gets a loaded model
     model, tokenizer = load_model_and_tokenizer(
         model_args.model_name_or_path, dtype=model_args.dtype, attn_implementation=model_args.attn_implementation,
-        trust_remote_code=cfg.trust_remote_code, init_kwargs=init_kwargs)
+        trust_remote_code=cfg.trust_remote_code, init_kwargs=init_kwargs, merge_adapter=False)
     try:
         trainer = CPOTrainer(model=model, args=cfg, train_dataset=train, eval_dataset=test,
                              processing_class=tokenizer, peft_config=_peft_config(model_args))

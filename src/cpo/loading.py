@@ -132,27 +132,51 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
                          "tokenizer next to the model (tokenizer.save_pretrained(folder)).") from err
 
 
+def _adapter_base(path: Path | None) -> str | None:
+    """The base model of a PEFT adapter folder (``adapter_config.json`` and no ``config.json``), else None."""
+    if path is None or not path.is_dir() or (path / "config.json").is_file():
+        return None
+    import json
+
+    config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise UsageError(f"The adapter folder {str(path)!r} does not name its base model (base_model_name_or_path in "
+                         "adapter_config.json); set it to the base model's folder or Hub name.")
+    return base
+
+
 def load_model_and_tokenizer(name_or_path: str, *, dtype: str | None = None, attn_implementation: str | None = None,
-                             trust_remote_code: bool = False, init_kwargs: dict | None = None):
-    """``(model, tokenizer)`` from a Hub name, a local folder or a ``.gguf`` file.
+                             trust_remote_code: bool = False, init_kwargs: dict | None = None,
+                             merge_adapter: bool = True):
+    """``(model, tokenizer)`` from a Hub name, a local folder, a PEFT adapter folder or a ``.gguf`` file.
 
     Args:
         dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"`` or None (the checkpoint's own, as
             ``from_pretrained`` decides).
         init_kwargs: more keyword arguments of ``from_pretrained``.
+        merge_adapter: for an adapter folder (what ``cpo train --use_peft`` saves): load its base model and merge
+            the adapter in (evaluation); False keeps a trainable ``PeftModel``.
     """
     from .modeling import load_model
 
-    _check_model_path(name_or_path)
+    path = _check_model_path(name_or_path)
     kwargs = dict(init_kwargs or {})
     if dtype is not None:
         kwargs["dtype"] = dtype
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
+    base = _adapter_base(path)
     try:
-        model = load_model(name_or_path, kwargs, trust_remote_code)
+        model = load_model(base or name_or_path, kwargs, trust_remote_code)
+        if base is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(path), is_trainable=not merge_adapter)
+            model = model.merge_and_unload() if merge_adapter else model
     except ImportError as err:
-        raise UsageError(f"Loading {name_or_path!r} needs a package that is not installed: {err}") from err
+        what = "read .gguf files" if str(name_or_path).endswith(".gguf") else "load this model"
+        raise UsageError(f"This installation cannot {what}: {err}") from err
     except OSError as err:
         raise UsageError(f"Cannot load the model {name_or_path!r}: {str(err).splitlines()[0]}") from err
     return model, load_tokenizer(name_or_path, trust_remote_code)
