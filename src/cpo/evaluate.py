@@ -163,8 +163,10 @@ def run_preference(args) -> int:
     metrics = preference_metrics(model, tokenizer, dataset, batch_size=args.batch_size, **settings)
     result = {"model": args.model_name_or_path, "dataset": args.dataset_name, "split": split, "pairs": len(dataset),
               "settings": settings, "metrics": metrics}
-    width = max(len(k) for k in metrics)
-    print("\n".join(f"{k:<{width}}  {v:.4f}" for k, v in sorted(metrics.items())))
+    shown = {k: v for k, v in metrics.items() if "/" in k or k.endswith("loss")}  # not runtime, epoch, ...
+    width = max(len(k) for k in shown)
+    print(f"{len(dataset)} pairs of {args.dataset_name} [{split}]")
+    print("\n".join(f"  {k:<{width}}  {v:.4f}" for k, v in sorted(shown.items())))
     if args.output_json:
         print(f"written to {_write_json(args.output_json, result)}")
     return 0
