@@ -55,6 +55,20 @@ def test_every_subcommand_has_help_with_examples(command, capsys):
     assert f"usage: cpo {command}" in out and "examples:" in out and f"cpo {command} " in out
 
 
+def test_train_takes_every_cpo_config_field_and_the_trl_script_flags():
+    from dataclasses import fields
+
+    from cpo import CPOConfig
+    from cpo.cli_train import build_parser
+
+    flags = {opt for action in build_parser()._actions for opt in action.option_strings}
+    missing = [f.name for f in fields(CPOConfig) if f.init and f"--{f.name}" not in flags]
+    assert missing == []
+    trl = ["model_name_or_path", "dataset_name", "dataset_config", "dataset_train_split", "dataset_test_split",
+           "use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "config"]
+    assert [name for name in trl if f"--{name}" not in flags] == []
+
+
 def test_top_level_help_and_no_subcommand(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])

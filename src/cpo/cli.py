@@ -82,7 +82,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="preference metrics on held-out pairs, or BLEU/chrF of translations",
                        description="Evaluate a model: preference metrics (no generation) or translation quality.",
-                       epilog=EVAL_EXAMPLES, formatter_class=_Formatter)
+                       epilog=EVAL_EXAMPLES, formatter_class=_Formatter, allow_abbrev=False)
     p.add_argument("--mode", required=True, choices=["preference", "translate"])
     p.add_argument("--model_name_or_path", help="model folder, Hub name or .gguf file (translate: omit it to score "
                    "an existing --hypotheses file)")
@@ -145,7 +145,7 @@ def _add_prefs(sub) -> None:
     p = sub.add_parser("prefs", help="build preference pairs from scored translations (best vs worst)",
                        description="Build CPO preference pairs from candidate translations, as the CPO paper did "
                        "(arXiv 2401.08417, section 3): the best-scored candidate is chosen, the worst rejected.",
-                       epilog=PREFS_EXAMPLES, formatter_class=_Formatter)
+                       epilog=PREFS_EXAMPLES, formatter_class=_Formatter, allow_abbrev=False)
     p.add_argument("--output", required=True, help="JSONL file to write (trains directly with `cpo train`)")
     p.add_argument("--src_lang", required=True, help="source language code, e.g. de")
     p.add_argument("--tgt_lang", required=True, help="target language code, e.g. en")
@@ -188,7 +188,7 @@ def _add_plot(sub) -> None:
                        description="Draw loss, nll_loss, rewards/margins, rewards/accuracies and rewards/chosen + "
                        "rewards/rejected against step (train solid, eval dashed) from trainer_state.json of a "
                        "finished or running job, or a checkpoint folder. Several runs are overlaid.",
-                       epilog=PLOT_EXAMPLES, formatter_class=_Formatter)
+                       epilog=PLOT_EXAMPLES, formatter_class=_Formatter, allow_abbrev=False)
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folder, checkpoint folder or its state JSON")
     p.add_argument("-o", "--output", help="PNG to write; default RUN_DIR/training_curves.png for one run, "
                    "training_curves_comparison.png for several")

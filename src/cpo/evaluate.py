@@ -71,6 +71,8 @@ def run_translate(args) -> int:
         raise UsageError("Give --hypotheses: the file to write the translations to (with --model_name_or_path), or "
                          "the translations to score (without it).")
     refs = read_segments(args.ref, field=args.ref_field, lang=args.tgt_lang, what="reference")
+    if args.limit and args.limit < len(refs):
+        logger.info(f"cpo eval: --limit {args.limit}: using the first {args.limit} of {len(refs)} segments")
     refs = refs[: args.limit] if args.limit else refs
     if generate:
         if args.src is None or args.src_lang is None or args.tgt_lang is None:
