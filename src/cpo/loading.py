@@ -25,6 +25,11 @@ def _looks_like_path(name: str) -> bool:
         *FILE_BUILDERS, *_COMPRESSION, ".gguf", ".txt", ".tsv")
 
 
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
 def _file_builder(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in _COMPRESSION:
@@ -43,7 +48,10 @@ def load_dataset_dict(name: str, config: str | None = None):
     p = Path(name).expanduser()
     try:
         if p.is_file():
-            return datasets.load_dataset(_file_builder(p), data_files={"train": str(p)})
+            builder = _file_builder(p)
+            if p.stat().st_size == 0:
+                raise UsageError(f"The dataset file {name!r} is empty: it needs one preference pair per row.")
+            return datasets.load_dataset(builder, data_files={"train": str(p)})
         if p.is_dir():
             if (p / "dataset_dict.json").is_file() or (p / "state.json").is_file():
                 loaded = datasets.load_from_disk(str(p))
@@ -52,16 +60,15 @@ def load_dataset_dict(name: str, config: str | None = None):
     except UsageError:
         raise
     except Exception as err:  # datasets raises many kinds; the user needs the file and the reason
-        raise UsageError(f"Cannot read the dataset {name!r}: {type(err).__name__}: {str(err).splitlines()[0]}") from err
+        raise UsageError(f"Cannot read the dataset {name!r}: {_first_line(err)}") from err
     if _looks_like_path(name):
         raise UsageError(f"The dataset {name!r} does not exist. Give a .json/.jsonl/.csv/.parquet file, a folder, or "
                          "a Hugging Face Hub dataset name.")
     try:
         return datasets.load_dataset(name, config)
     except Exception as err:
-        raise UsageError(f"Cannot load the dataset {name!r} from the Hugging Face Hub ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else 'no details'}). For local data give a path to a "
-                         ".json/.jsonl/.csv/.parquet file or a folder.") from err
+        raise UsageError(f"Cannot load the dataset {name!r} from the Hugging Face Hub ({_first_line(err)}). For "
+                         "local data give a path to a .json/.jsonl/.csv/.parquet file or a folder.") from err
 
 
 def _bound(text: str | None, n: int, default: int) -> int:
@@ -87,6 +94,8 @@ def select_split(splits, spec: str, source: str = "the dataset"):
         raise UsageError(f"{source} has no split {name!r}; it has: {', '.join(splits)}. A single local file is the "
                          "'train' split: take a slice for evaluation, e.g. --dataset_test_split 'train[1800:]'.")
     ds = splits[name]
+    if len(ds) == 0:
+        raise UsageError(f"The split {name!r} of {source} has no rows.")
     if m.group("start") is None and m.group("stop") is None:
         return ds
     n = len(ds)
@@ -128,7 +137,7 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     try:
         return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
-        raise UsageError(f"Cannot load a tokenizer from {name_or_path!r}: {str(err).splitlines()[0]}. Save the "
+        raise UsageError(f"Cannot load a tokenizer from {name_or_path!r} ({_first_line(err)}). Save the "
                          "tokenizer next to the model (tokenizer.save_pretrained(folder)).") from err
 
 
@@ -178,5 +187,5 @@ def load_model_and_tokenizer(name_or_path: str, *, dtype: str | None = None, att
         what = "read .gguf files" if str(name_or_path).endswith(".gguf") else "load this model"
         raise UsageError(f"This installation cannot {what}: {err}") from err
     except OSError as err:
-        raise UsageError(f"Cannot load the model {name_or_path!r}: {str(err).splitlines()[0]}") from err
+        raise UsageError(f"Cannot load the model {name_or_path!r}: {_first_line(err)}") from err
     return model, load_tokenizer(name_or_path, trust_remote_code)
