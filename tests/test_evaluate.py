@@ -81,7 +81,7 @@ def test_batched_translation_equals_naive_greedy(tiny, tmp_path):
     hyp_path, out = tmp_path / "out" / "hyp.en", tmp_path / "out" / "scores.json"
     assert main(["eval", "--mode", "translate", "--model_name_or_path", str(tiny), "--src", src, "--ref", ref,
                  "--src_lang", "de", "--tgt_lang", "en", "--hypotheses", str(hyp_path), "--batch_size", "2",
-                 "--max_new_tokens", "12", "--output_json", str(out)]) == 0
+                 "--max_new_tokens", "12", "--output_json", str(out), "--use_cpu"]) == 0
     hyps = read_lines(hyp_path)
     model, tok = AutoModelForCausalLM.from_pretrained(tiny).eval(), gpt2_tokenizer()
     expected = []
@@ -154,7 +154,7 @@ def test_preference_eval_equals_hand_computed_logps(tiny, tmp_path):
     out = tmp_path / "pref.json"
     try:
         assert main(["eval", "--mode", "preference", "--model_name_or_path", str(tiny), "--dataset_name", str(data),
-                     "--output_json", str(out)]) == 0
+                     "--output_json", str(out), "--use_cpu"]) == 0
     finally:
         (tiny / "cpo_train_config.yaml").unlink()
     result = json.loads(out.read_text())
@@ -172,7 +172,7 @@ def test_preference_eval_equals_hand_computed_logps(tiny, tmp_path):
     assert m["loss"] == pytest.approx(loss, rel=1e-5)
     # a flag overrides the saved setting: margins scale with beta
     assert main(["eval", "--mode", "preference", "--model_name_or_path", str(tiny), "--dataset_name", str(data),
-                 "--beta", "0.25", "--dataset_split", "train[:3]", "--output_json", str(out)]) == 0
+                 "--beta", "0.25", "--dataset_split", "train[:3]", "--output_json", str(out), "--use_cpu"]) == 0
     m = json.loads(out.read_text())["metrics"]
     assert m["rewards/margins"] == pytest.approx(0.25 * float((chosen - rejected)[:3].mean()), rel=1e-4, abs=1e-5)
 

@@ -88,6 +88,7 @@ def _add_eval(sub) -> None:
                    "an existing --hypotheses file)")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype")
     p.add_argument("--trust_remote_code", action="store_true", help="allow models that ship their own code")
+    p.add_argument("--use_cpu", action="store_true", help="run on the CPU even when a GPU is available (fp32)")
     p.add_argument("--batch_size", type=int, default=8, help="pairs or sentences per batch")
     p.add_argument("--output_json", help="where to write the results (translate: default <hypotheses>.scores.json)")
     g = p.add_argument_group("--mode preference")

@@ -57,7 +57,7 @@ def _load(args):
                                                 trust_remote_code=args.trust_remote_code)
     import torch
 
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and not args.use_cpu:
         model = model.to("cuda")
     return model, tokenizer
 
@@ -116,17 +116,20 @@ def training_settings(model_path: str) -> tuple[dict, Path | None]:
     return {k: data[k] for k in LOSS_KEYS if k in data}, p
 
 
-def preference_metrics(model, tokenizer, dataset, *, batch_size: int = 8, **settings) -> dict[str, float]:
+def preference_metrics(model, tokenizer, dataset, *, batch_size: int = 8, use_cpu: bool = False,
+                       **settings) -> dict[str, float]:
     """CPOTrainer's evaluation metrics on a preference dataset, keys without the ``eval_`` prefix.
 
     Args:
+        use_cpu: evaluate on the CPU in fp32; otherwise on the accelerator, in bf16 where CPOConfig turns it on.
         settings: CPOConfig fields that define the rewards (``beta``, ``loss_type``, ``max_length``, ...).
     """
     from .config import CPOConfig
     from .trainer import CPOTrainer
 
     with tempfile.TemporaryDirectory(prefix="cpo-eval-") as tmp:
-        cfg = CPOConfig(output_dir=tmp, per_device_eval_batch_size=batch_size, report_to="none", **settings)
+        cfg = CPOConfig(output_dir=tmp, per_device_eval_batch_size=batch_size, report_to="none", use_cpu=use_cpu,
+                        **settings)
         kwargs = {"model": model, "args": cfg, "processing_class": tokenizer, "eval_dataset": dataset}
         try:
             try:
@@ -162,7 +165,8 @@ def run_preference(args) -> int:
     if saved_file:
         logger.info(f"cpo eval: loss settings from {saved_file}: {saved} (flags override them)")
     model, tokenizer = _load(args)
-    metrics = preference_metrics(model, tokenizer, dataset, batch_size=args.batch_size, **settings)
+    metrics = preference_metrics(model, tokenizer, dataset, batch_size=args.batch_size, use_cpu=args.use_cpu,
+                                 **settings)
     result = {"model": args.model_name_or_path, "dataset": args.dataset_name, "split": split, "pairs": len(dataset),
               "settings": settings, "metrics": metrics}
     shown = {k: v for k, v in metrics.items() if "/" in k or k.endswith("loss")}  # not runtime, epoch, ...
