@@ -1,0 +1,6 @@
+"""``python -m cpo``: the same as the ``cpo`` command."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
