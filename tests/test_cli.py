@@ -39,8 +39,6 @@ def test_building_the_parser_imports_nothing_heavy():
     assert _imported_heavy(code) == []
 
 
-@pytest.mark.xfail(strict=True, reason="cpo/__init__.py imports CPOConfig and CPOTrainer eagerly (torch, "
-                   "transformers); `cpo --help` needs a lazy __init__ (PEP 562 __getattr__)")
 def test_importing_the_package_is_light():
     assert _imported_heavy("import sys, json, cpo.cli\ncpo.cli.build_parser()\n"
                            f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))") == []

@@ -132,13 +132,7 @@ def preference_metrics(model, tokenizer, dataset, *, batch_size: int = 8, use_cp
                         **settings)
         kwargs = {"model": model, "args": cfg, "processing_class": tokenizer, "eval_dataset": dataset}
         try:
-            try:
-                trainer = CPOTrainer(train_dataset=None, **kwargs)
-            except ValueError as err:
-                if "train_dataset" not in str(err):
-                    raise
-                # A trainer without evaluation-only support: the pairs are tokenized once more, nothing is trained.
-                trainer = CPOTrainer(train_dataset=dataset, **kwargs)
+            trainer = CPOTrainer(**kwargs)
         except ValueError as err:  # rows are validated here, with the row and the field named
             raise UsageError(str(err)) from None
         metrics = trainer.evaluate()

@@ -1,0 +1,184 @@
+"""Peak memory and time of one optimiser step: ours chunked vs ours naive vs TRL 1.16, side by side.
+
+Each measurement runs in a fresh process (peak RSS is per process), capped at --limit_gib of address space so that an
+out-of-memory path fails as an error instead of taking the machine down. Two measurements per path:
+
+- ``loss``: the loss path alone, from final hidden states (2B, T, H) and the LM head to loss.backward();
+- ``step``: a whole training step (forward, backward, AdamW) through the trainer, the second of two steps timed.
+
+Model: Qwen2 from config, hidden 512, 4 layers, tied embeddings; 8 pairs per batch; every sequence is T tokens
+(prompt T/2, completion T/2). ``ours-*`` use the padded layout here (as TRL) so only the log-prob path differs;
+``ours-default`` adds packing and prefix sharing. Usage: ``python benchmarks/memory.py [--vocab 32000 151936]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common import (
+    Timer,
+    emit,
+    limit_memory,
+    machine,
+    peak_rss_bytes,
+    qwen2_model,
+    reset_peak_rss,
+    rss_bytes,
+    run_worker,
+)
+
+PATHS = ["ours-chunked", "ours-naive", "trl", "ours-default"]
+GIB = 2**30
+
+
+def rows(tokenizer_vocab: int, pairs: int, seq: int, seed: int = 0):
+    import torch
+    from common import words
+
+    gen = torch.Generator().manual_seed(seed)
+    half = seq // 2 - 1  # plus BOS on the prompt and EOS on each completion: every sequence is exactly `seq`
+    return [{"prompt": words(gen, half, tokenizer_vocab), "chosen": " " + words(gen, half, tokenizer_vocab),
+             "rejected": " " + words(gen, half, tokenizer_vocab)} for _ in range(pairs)]
+
+
+def loss_path(path: str, hidden, weight, prompt: int, pairs: int):
+    """Loss from hidden states (2B, T, H) and the head weight (V, H), as each trainer computes it."""
+    import torch
+
+    from cpo.chunked import LMHead, chunked_token_logps
+    from cpo.logprobs import sequence_logps, token_logps_from_logits
+    from cpo.losses import cpo_objective
+
+    rows_, seq, _ = hidden.shape
+    targets = torch.randint(3, weight.shape[0], (rows_, seq), generator=torch.Generator().manual_seed(1))
+    if path == "trl":
+        from types import SimpleNamespace
+
+        from trl.experimental.cpo import CPOTrainer
+
+        labels = targets.clone()
+        labels[:, :prompt] = -100
+        logits = hidden @ weight.T  # (2B, T, V), as the model's head
+        logps = CPOTrainer.get_batch_logps(logits, labels)
+        nll = torch.nn.functional.cross_entropy(logits[:pairs, :-1].reshape(-1, logits.shape[-1]),
+                                                labels[:pairs, 1:].reshape(-1))
+        fake = SimpleNamespace(alpha=0.0, beta=0.1, loss_type="sigmoid", label_smoothing=0.0,
+                               accelerator=SimpleNamespace(device=hidden.device))
+        losses = CPOTrainer.cpo_loss(fake, logps[:pairs], logps[pairs:])[0]
+        return losses.mean() + nll
+    positions = torch.cat([r * seq + torch.arange(prompt - 1, seq - 1) for r in range(rows_)])
+    target_ids = targets.reshape(-1)[positions + 1]
+    target_seq = positions // seq
+    if path == "ours-naive":
+        logits = hidden @ weight.T
+        token_logps, _ = token_logps_from_logits(logits.reshape(-1, logits.shape[-1])[positions], target_ids)
+    else:
+        flat = hidden.reshape(-1, hidden.shape[-1])[positions]
+        token_logps, _ = chunked_token_logps(flat, LMHead(weight), target_ids)
+    sums, counts = sequence_logps(token_logps, target_seq, rows_)
+    return cpo_objective(sums[:pairs], sums[pairs:], -sums[:pairs].sum(), num_pairs=pairs,
+                         num_chosen_tokens=float(counts[:pairs].sum()))[0]
+
+
+def worker_loss(args) -> dict:
+    import torch
+
+    hidden_size, pairs = 512, args.pairs
+    gen = torch.Generator().manual_seed(0)
+    weight = (torch.randn(args.vocab, hidden_size, generator=gen) * 0.02).requires_grad_(True)
+    times = []
+    for _ in range(2):
+        hidden = torch.randn(2 * pairs, args.seq, hidden_size, generator=gen).requires_grad_(True)
+        weight.grad = None
+        reset_peak_rss()
+        base = rss_bytes()
+        with Timer() as t:
+            loss_path(args.path, hidden, weight, args.seq // 2, pairs).backward()
+        times.append(t.seconds)
+        peak = peak_rss_bytes() - base
+    return {"peak_gib": round(peak / GIB, 3), "seconds": round(times[-1], 3)}
+
+
+def worker_step(args) -> dict:
+    import copy
+
+    import torch
+    from common import word_tokenizer
+    from datasets import Dataset
+    from transformers import TrainerCallback
+
+    tok = word_tokenizer(args.vocab)
+    data = Dataset.from_list(rows(args.vocab, args.pairs, args.seq))
+    common = dict(output_dir=f"/tmp/cpo-bench-{args.path}", per_device_train_batch_size=args.pairs, max_steps=2,
+                  logging_steps=1, learning_rate=1e-5, report_to="none", save_strategy="no", disable_tqdm=True,
+                  bf16=False, max_length=args.seq)
+    if args.path == "trl":
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+        config = CPOConfig(**common)
+    else:
+        from cpo import CPOConfig, CPOTrainer
+        layout = {} if args.path == "ours-default" else {"padding_free": False, "prefix_sharing": False}
+        config = CPOConfig(**common, chunked_logits=args.path != "ours-naive", **layout)
+
+    class StepTimes(TrainerCallback):
+        times: list = []
+
+        def on_step_begin(self, *a, **k):
+            self.start = __import__("time").perf_counter()
+
+        def on_step_end(self, *a, **k):
+            self.times.append(__import__("time").perf_counter() - self.start)
+
+    timer = StepTimes()
+    trainer = CPOTrainer(model=qwen2_model(args.vocab), args=config, processing_class=copy.deepcopy(tok),
+                         train_dataset=data, callbacks=[timer])
+    reset_peak_rss()
+    base = rss_bytes()
+    trainer.train()
+    loss = next(h["loss"] for h in trainer.state.log_history if "loss" in h)
+    return {"peak_gib": round(peak_rss_bytes() / GIB, 3), "peak_over_setup_gib": round((peak_rss_bytes() - base) / GIB, 3),
+            "seconds": round(timer.times[-1], 2), "first_loss": round(float(loss), 4), "threads": torch.get_num_threads()}
+
+
+def worker(args) -> None:
+    limit_memory(args.limit_gib)
+    try:
+        result = worker_loss(args) if args.mode == "loss" else worker_step(args)
+        result["status"] = "ok"
+    except (MemoryError, RuntimeError) as err:
+        if "memory" not in str(err).lower() and not isinstance(err, MemoryError):
+            raise
+        result = {"status": f"out of memory at the {args.limit_gib} GiB cap"}
+    emit(result)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="step", choices=["step", "loss"])
+    parser.add_argument("--path", default="ours-chunked", choices=PATHS)
+    parser.add_argument("--vocab", type=int, nargs="+", default=[32000, 151936])
+    parser.add_argument("--seq", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--paths", nargs="+", default=PATHS, choices=PATHS)
+    parser.add_argument("--modes", nargs="+", default=["loss", "step"], choices=["loss", "step"])
+    parser.add_argument("--limit_gib", type=float, default=20.0)
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    args = parser.parse_args()
+    if args.worker:
+        args.vocab, args.seq = args.vocab[0], args.seq[0]
+        return worker(args)
+    emit({"benchmark": "memory", "machine": machine(), "pairs": args.pairs, "hidden": 512, "layers": 4})
+    for vocab in args.vocab:
+        for seq in args.seq:
+            for mode in args.modes:
+                for path in args.paths:
+                    if mode == "loss" and path == "ours-default":
+                        continue  # the loss path of ours-default is ours-chunked
+                    result = run_worker(["--mode", mode, "--path", path, "--vocab", str(vocab), "--seq", str(seq),
+                                         "--pairs", str(args.pairs), "--limit_gib", str(args.limit_gib)], args.timeout)
+                    emit({"mode": mode, "path": path, "vocab": vocab, "seq": seq, **result})
+
+
+if __name__ == "__main__":
+    main()
