@@ -194,7 +194,8 @@ def _log_config(config: dict, sources: dict[str, str], config_file: str | None) 
     logger.info("\n".join(lines))
 
 
-def _peft_config(model_args):
+def peft_config_from(model_args):
+    """The LoRA config of ``--use_peft`` and the ``--lora_*`` flags, or None."""
     if not model_args.use_peft:
         return None
     try:
@@ -242,7 +243,7 @@ def run_train(argv: list[str]) -> int:
         trust_remote_code=cfg.trust_remote_code, init_kwargs=init_kwargs, merge_adapter=False)
     try:
         trainer = CPOTrainer(model=model, args=cfg, train_dataset=train, eval_dataset=test,
-                             processing_class=tokenizer, peft_config=_peft_config(model_args))
+                             processing_class=tokenizer, peft_config=peft_config_from(model_args))
     except ValueError as err:  # rows and settings are validated here, with the row and the field named
         raise UsageError(str(err)) from None
     trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
