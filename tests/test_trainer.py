@@ -151,3 +151,22 @@ def test_model_from_a_local_path_with_init_kwargs(tmp_path, tok):
     assert_finite(train_logs(trainer))
     with pytest.raises(ValueError, match="model_init_kwargs only applies"):
         CPOTrainer(model=tiny_qwen2(len(tok)), args=args, processing_class=tok, train_dataset=zen("standard_preference"))
+
+
+def test_generate_during_eval_writes_greedy_completions(tmp_path, tok):
+    import json
+
+    model = tiny_qwen2(len(tok))
+    # one prompt per evaluation: no padding, so greedy decoding is bit-comparable with a direct generate()
+    args = train_args(tmp_path, generate_during_eval=True, max_completion_length=5, per_device_eval_batch_size=1)
+    trainer = CPOTrainer(model=model, args=args, processing_class=tok, eval_dataset=zen("standard_preference"))
+    trainer.evaluate()
+    trainer.evaluate()
+    records = [json.loads(line) for line in (tmp_path / "eval_generations.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and records[0]["prompt"] == records[1]["prompt"]  # the same prompt each time
+    row = next(r for r in trainer.eval_dataset if tok.decode(r["prompt_input_ids"]) == records[0]["prompt"])
+    with torch.no_grad():
+        ids = torch.tensor([row["prompt_input_ids"]])  # BOS == pad for GPT-2: give the mask explicitly
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False,
+                             pad_token_id=tok.pad_token_id)
+    assert records[0]["completion"] == tok.decode(out[0, len(row["prompt_input_ids"]):], skip_special_tokens=True)

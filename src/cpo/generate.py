@@ -112,3 +112,48 @@ def translate(model, tokenizer, sources: Sequence[str], *, src_lang: str, tgt_la
     texts = generate_texts(model, tokenizer, ids, batch_size=batch_size, max_new_tokens=max_new_tokens,
                            num_beams=num_beams, stop_at_newline=stop, progress=progress)
     return [clean_hypothesis(t, stop) for t in texts]
+
+
+def log_eval_generations(model, tokenizer, rows, *, step: int, out_dir, report_to, max_new_tokens: int,
+                         write: bool) -> list[dict]:
+    """``generate_during_eval``: greedy completions of a few evaluation prompts, appended to
+    ``out_dir/eval_generations.jsonl`` (and logged as a table to W&B or Comet when they are in ``report_to``).
+
+    Args:
+        rows: tokenized evaluation rows (``prompt_input_ids``, ``chosen_input_ids``).
+        write: whether this process writes (the main one).
+
+    Returns:
+        The records ``{"step", "prompt", "completion", "chosen"}``.
+    """
+    import json
+    from pathlib import Path
+
+    prompts = [r["prompt_input_ids"] for r in rows]
+    texts = generate_texts(model, tokenizer, prompts, batch_size=len(prompts), max_new_tokens=max_new_tokens,
+                           progress=False)
+    records = [
+        {"step": step, "prompt": tokenizer.decode(r["prompt_input_ids"], skip_special_tokens=False),
+         "completion": text, "chosen": tokenizer.decode(r["chosen_input_ids"], skip_special_tokens=True)}
+        for r, text in zip(rows, texts)
+    ]
+    if not write:
+        return records
+    path = Path(out_dir) / "eval_generations.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.writelines(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
+    table = [[rec["prompt"], rec["completion"]] for rec in records]
+    if "wandb" in report_to:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.log({"game_log": wandb.Table(columns=["Prompt", "Policy"], data=table)})
+    if "comet_ml" in report_to:
+        import comet_ml
+
+        experiment = comet_ml.get_running_experiment()
+        if experiment is not None:
+            experiment.log_table("game_log.csv", tabular_data=table, headers=["Prompt", "Policy"])
+    logger.info(f"generate_during_eval: {len(records)} completions at step {step} appended to {path}")
+    return records

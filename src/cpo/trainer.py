@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 import torch
@@ -11,6 +12,7 @@ from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, Trainer
 
 from .config import CPOConfig
+from .generate import log_eval_generations
 from .layouts import EncoderDecoderCollator
 from .logprobs import average_logps, sequence_logps
 from .losses import cpo_objective, uses_average_logps
@@ -279,7 +281,21 @@ class CPOTrainer(Trainer):
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix: str = "eval"):
         self._eval_prefix = f"{metric_key_prefix}_"
+        if self.args.generate_during_eval and not self.is_encoder_decoder:
+            self._generate_samples(dataloader.dataset)
         return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+
+    def _generate_samples(self, dataset) -> None:
+        """The same few evaluation prompts (seeded) at every evaluation, completed greedily; see generate.py."""
+        if not hasattr(dataset, "__len__"):
+            return
+        k = min(self.args.eval_batch_size, len(dataset))
+        rows = [dataset[i] for i in sorted(random.Random(self.args.seed).sample(range(len(dataset)), k))]
+        log_eval_generations(
+            self.accelerator.unwrap_model(self.model), self.processing_class, rows, step=self.state.global_step,
+            out_dir=self.args.output_dir, report_to=self.args.report_to or [],
+            max_new_tokens=self.args.max_completion_length or 128, write=self.is_world_process_zero(),
+        )
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add the CPO metrics gathered since the last log, reduced over processes in a single collective."""
