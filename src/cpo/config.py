@@ -79,6 +79,9 @@ class CPOConfig(TrainingArguments):
             number of pairs, so each forward pass costs about the same; ``per_device_train_batch_size`` then caps the
             pairs of a micro-batch. An optimiser step still takes ``gradient_accumulation_steps`` micro-batches per
             process; its number of pairs varies, is logged at the start and as ``pairs_per_step``.
+        on_nonfinite: a NaN or inf loss or gradient norm ``raise`` (default) stops training with an error naming the
+            optimiser step and its dataset rows, before anything is applied; ``skip`` drops that step's gradients
+            (no weight or optimiser-state change), counts it and logs it. Non-finite weights are never saved.
         prompt_overflow: what to do with a prompt that alone fills ``max_length``: ``keep_end`` keeps its last
             tokens (and its BOS) so that completions get up to half of ``max_length``; ``drop`` removes the row. Either
             way the number of rows affected is logged.
@@ -143,6 +146,11 @@ class CPOConfig(TrainingArguments):
     max_tokens_per_batch: int | None = field(
         default=None, metadata={"help": "Micro-batches by a token budget instead of a fixed number of pairs."}
     )
+    on_nonfinite: str = field(
+        default="raise",
+        metadata={"help": "NaN/inf loss or gradient norm: raise (naming the step and rows) or skip the step.",
+                  "choices": ["raise", "skip"]},
+    )
     prompt_overflow: str = field(
         default="keep_end",
         metadata={"help": "A prompt that alone fills max_length: keep its end, or drop the row.",
@@ -200,5 +208,7 @@ class CPOConfig(TrainingArguments):
             fail("max_length", "leaves no room for a prompt token and a completion token", "Use max_length >= 2.")
         if self.prompt_overflow not in ("keep_end", "drop"):
             fail("prompt_overflow", "is not a known policy", "Use 'keep_end' or 'drop'.")
+        if self.on_nonfinite not in ("raise", "skip"):
+            fail("on_nonfinite", "is not a known policy", "Use 'raise' or 'skip'.")
         if self.invalid_rows not in ("raise", "skip"):
             fail("invalid_rows", "is not a known policy", "Use 'raise' or 'skip'.")

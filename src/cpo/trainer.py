@@ -13,6 +13,7 @@ from transformers import AutoTokenizer, Trainer
 
 from .config import CPOConfig
 from .generate import log_eval_generations
+from .guard import NonFiniteGuard
 from .layouts import EncoderDecoderCollator
 from .logprobs import average_logps, sequence_logps
 from .losses import cpo_objective, uses_average_logps
@@ -112,6 +113,7 @@ class CPOTrainer(Trainer):
         )
         self._metrics = MetricSums()
         self._eval_prefix = "eval_"
+        self._guard = NonFiniteGuard(args.on_nonfinite, self.accelerator)
 
     # ----------------------------------------------------------------------------------------------- setup
 
@@ -263,6 +265,7 @@ class CPOTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, _ = self._pair_loss(model, inputs, num_items_in_batch, "train")
+        self._guard.observe(loss, inputs["row_index"])
         if num_items_in_batch is None and model.training:
             loss = loss / self.args.gradient_accumulation_steps  # no step totals: fall back to per-batch means
         return (loss, {}) if return_outputs else loss
@@ -275,6 +278,15 @@ class CPOTrainer(Trainer):
             return loss.detach(), None, None
         # As TRL: the "predictions" are this batch's mean chosen and rejected logits, for compute_metrics.
         return loss.detach(), logit_means, torch.zeros_like(logit_means)
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        grad_norm = super()._get_grad_norm(model, grad_norm)
+        self._guard.check(model, grad_norm, self.state.global_step + 1)
+        return grad_norm
+
+    def _save_checkpoint(self, model, trial) -> None:
+        self._guard.check_weights(self.model, f"checkpoint {self.state.global_step}")
+        super()._save_checkpoint(model, trial)
 
     # ------------------------------------------------------------------------------------------- logging
 
@@ -302,6 +314,8 @@ class CPOTrainer(Trainer):
         reduce = self._reduce_sum if self.accelerator.num_processes > 1 else None
         if "loss" in logs:
             logs.update(self._metrics.pop("train", reduce))
+            if self.args.on_nonfinite == "skip":
+                logs["nonfinite_skipped_steps"] = self._guard.skipped
         elif any(k.startswith(self._eval_prefix) for k in logs) and self._metrics.has("eval"):
             logs.update(self._metrics.pop("eval", reduce, prefix=self._eval_prefix))
         super().log(logs, start_time)
