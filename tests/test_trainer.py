@@ -170,3 +170,14 @@ def test_generate_during_eval_writes_greedy_completions(tmp_path, tok):
         out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False,
                              pad_token_id=tok.pad_token_id)
     assert records[0]["completion"] == tok.decode(out[0, len(row["prompt_input_ids"]):], skip_special_tokens=True)
+
+
+def test_sharded_head_under_fsdp_or_zero3_falls_back_to_full_logits(tmp_path, tok, caplog):
+    """Under FSDP (or ZeRO-3) the head is sharded outside the forward pass, where the chunked path reads it."""
+    trainer = CPOTrainer(model=tiny_qwen2(len(tok)), args=train_args(tmp_path), processing_class=tok,
+                         train_dataset=zen("standard_preference"))
+    assert trainer._paths.head is not None
+    trainer.is_fsdp_enabled = True
+    with caplog.at_level(logging.WARNING, logger="cpo"):
+        trainer._check_distribution()
+    assert trainer._paths.head is None and "because FSDP shards the LM head" in caplog.text

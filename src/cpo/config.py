@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,15 @@ from .losses import LOSS_TYPES
 logger = logging.getLogger("cpo")
 
 _CONFIG_LOSS_TYPES = (*LOSS_TYPES, "alphapo")
+
+
+def accelerator_available() -> bool:
+    """A CUDA, XPU, NPU or MPS device is present."""
+    if torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        return True
+    if hasattr(torch, "npu") and torch.npu.is_available():
+        return True
+    return hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
 
 
 def bf16_supported() -> bool:
@@ -174,6 +184,10 @@ class CPOConfig(TrainingArguments):
             )
         if self.loss_type in ("hinge", "ipo") and self.label_smoothing > 0:
             logger.warning(f"label_smoothing={self.label_smoothing} has no effect on the {self.loss_type} loss.")
+        if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not accelerator_available():
+            # transformers runs several CPU processes as one gloo group only with use_cpu; else each trains alone
+            logger.info("Several processes and no GPU: use_cpu=True, so they train together (DDP over gloo).")
+            self.use_cpu = True
         if self.bf16 is None:
             self.bf16 = not self.fp16 and not self.use_cpu and bf16_supported()
         # TRL's name is the primary one here: resolve it before transformers sees it, without its deprecation warning.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 from typing import Any
 
@@ -114,6 +115,7 @@ class CPOTrainer(Trainer):
         self._metrics = MetricSums()
         self._eval_prefix = "eval_"
         self._guard = NonFiniteGuard(args.on_nonfinite, self.accelerator)
+        self._check_distribution()
 
     # ----------------------------------------------------------------------------------------------- setup
 
@@ -191,6 +193,22 @@ class CPOTrainer(Trainer):
         loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
                             num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory)
         return self.accelerator.prepare(loader)
+
+    def _check_distribution(self) -> None:
+        """Say when a requested FSDP/DeepSpeed run is not one (accelerate runs them only on accelerators), and use
+        the model's own head where FSDP or ZeRO-3 shard it outside the forward pass (the chunked path reads it)."""
+        for env, name, on in (("ACCELERATE_USE_FSDP", "FSDP", self.is_fsdp_enabled),
+                              ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed", self.is_deepspeed_enabled)):
+            if os.environ.get(env, "false").lower() == "true" and not on:
+                logger.warning(f"{name} was requested, but accelerate enables it only on GPU-like devices: this run is "
+                               f"{self.accelerator.distributed_type.value} instead.")
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        zero3 = self.is_deepspeed_enabled and plugin is not None and plugin.zero_stage == 3
+        if self._paths.head is not None and (self.is_fsdp_enabled or zero3):
+            self._paths.capture.remove()
+            self._paths.capture = self._paths.head = None
+            logger.warning(f"Chunked log-probs: off, because {'FSDP' if self.is_fsdp_enabled else 'DeepSpeed ZeRO-3'} "
+                           "shards the LM head outside the forward pass; the model computes full logits.")
 
     def _remove_unused_columns(self, dataset, description: str | None = None):
         return dataset  # our datasets hold exactly the tokenized columns the collator needs
