@@ -66,6 +66,15 @@ def detect_format(columns: list[str], first_row: dict[str, Any]) -> DatasetForma
     return DatasetFormat(conversational=_is_messages(first_row.get("chosen")), explicit_prompt="prompt" in columns)
 
 
+def _check_unicode(row: int, field: str, text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RowError(row, field, f"holds characters that are not valid Unicode text ({err.reason} at "
+                       f"position {err.start})", "repair the text (it often comes from a broken \\ud800-style JSON escape)"
+                       ) from None
+
+
 def _check_text(row: int, field: str, value: Any, allow_empty: bool = False) -> str:
     if value is None:
         raise RowError(row, field, "is missing (None)", f"give every row a string '{field}', or drop the row")
@@ -76,6 +85,7 @@ def _check_text(row: int, field: str, value: Any, allow_empty: bool = False) -> 
         )
     if not allow_empty and not value.strip():
         raise RowError(row, field, "is empty", "drop the row or give a non-empty answer")
+    _check_unicode(row, field, value)
     return value
 
 
@@ -100,6 +110,7 @@ def _check_messages(row: int, field: str, value: Any, completion: bool) -> list[
                            "give text content")
         if completion and not msg["content"].strip():
             raise RowError(row, f"{where}.content", "is empty", "drop the row or give a non-empty answer")
+        _check_unicode(row, f"{where}.content", msg["content"])
     return value
 
 

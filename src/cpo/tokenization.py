@@ -91,7 +91,7 @@ def _texts(batch: dict[str, list], indices: list[int], fmt: DatasetFormat, token
                 if getattr(tokenizer, "chat_template", None) is None:
                     raise RowError(index, "chosen", "is a conversation but the tokenizer has no chat template",
                                    "set tokenizer.chat_template, or give plain strings")
-                texts.append(render_chat(example, tokenizer))
+                texts.append(_render(example, tokenizer, index))
             else:
                 texts.append((example.prompt, example.chosen, example.rejected))
             reasons.append("")
@@ -101,6 +101,17 @@ def _texts(batch: dict[str, list], indices: list[int], fmt: DatasetFormat, token
             texts.append(None)
             reasons.append(f"invalid: {err}")
     return texts, reasons
+
+
+def _render(example, tokenizer, index: int):
+    """The chat template applied, with a template's own refusal (say, roles that do not alternate) as a RowError."""
+    try:
+        return render_chat(example, tokenizer)
+    except Exception as err:  # jinja2.TemplateError, or a tokenizer's ValueError/TypeError about tools
+        field = "tools" if example.tools and "tool" in str(err).lower() else "prompt"
+        raise RowError(index, field, f"the tokenizer's chat template rejects this conversation "
+                       f"({type(err).__name__}: {str(err)[:200]})",
+                       "make the conversation follow the template's rules, or drop the row") from err
 
 
 def _encode(tokenizer, texts: list[str], **kwargs) -> list[list[int]]:
