@@ -130,3 +130,34 @@ def run_worker(args: list[str], timeout: float) -> dict:
         tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
         return {"status": f"failed (exit {out.returncode})", "error": " | ".join(tail)[-400:]}
     return json.loads(lines[-1])
+
+
+def bpe_tokenizer(vocab_size: int = 32000):
+    """A byte-level BPE tokenizer of ``vocab_size`` ids trained on the WMT'22 texts and HH-RLHF dialogues in
+    ../shared/data (a model of V = 32000 needs ids below 32000; no real 32k tokenizer ships there). Cached in
+    benchmarks/.cache."""
+    import gzip
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    cache = ROOT / "benchmarks" / ".cache" / f"bpe{vocab_size}.json"
+    if not cache.exists():
+        def corpus():
+            for path in sorted((SHARED / "wmt22").rglob("test.*")):
+                yield from path.read_text(encoding="utf-8").splitlines()
+            with gzip.open(SHARED / "chat-preference" / "hh-rlhf" / "harmless-base" / "test.jsonl.gz", "rt") as f:
+                for line in f:
+                    row = json.loads(line)
+                    yield row["chosen"]
+                    yield row["rejected"]
+
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<s>", "</s>", "<pad>"],
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        tok.train_from_iterator(corpus(), trainer)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tok.save(str(cache))
+    return PreTrainedTokenizerFast(tokenizer_file=str(cache), bos_token="<s>", eos_token="</s>", pad_token="<pad>")

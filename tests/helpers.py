@@ -28,28 +28,25 @@ def zen(name: str, split: str = "train"):
     return parts[split]
 
 
-def tiny_qwen2(vocab_size: int, seed: int = 0, **overrides):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=1024)
 
+
+def tiny_model(arch: str, vocab_size: int, seed: int = 0, **overrides):
+    """A 2-layer, hidden-64 decoder of ``arch`` ("qwen2" or "llama") with seeded random weights."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    config_cls, model_cls = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}[arch]
     torch.manual_seed(seed)
-    config = dict(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=1024,
-    )
-    config.update(overrides)
-    return Qwen2ForCausalLM(Qwen2Config(**config))
+    return model_cls(config_cls(**{**TINY, "vocab_size": vocab_size, **overrides}))
+
+
+def tiny_qwen2(vocab_size: int, seed: int = 0, **overrides):
+    return tiny_model("qwen2", vocab_size, seed, **overrides)
 
 
 def tiny_llama(vocab_size: int, seed: int = 0, **overrides):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = dict(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=1024,
-    )
-    config.update(overrides)
-    return LlamaForCausalLM(LlamaConfig(**config))
+    return tiny_model("llama", vocab_size, seed, **overrides)
 
 
 def train_args(tmp_path, **overrides):
