@@ -101,8 +101,6 @@ def _chunk_logits(h, weight, bias, scale, softcap):
 def _weight_grad(grad_y: torch.Tensor, grad_z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """``(C, V), (C, V), (C, H) -> (V, H)`` fp32 product ``grad_z.T @ h`` without rounding it to a low precision:
     fp32 inputs on CPU, low-precision inputs with an fp32 output where the device supports it (CUDA)."""
-    if h.dtype == torch.float32:
-        return grad_y.T @ h
     if h.is_cuda:
         try:
             return torch.mm(grad_z.T, h, out_dtype=torch.float32)
@@ -124,9 +122,11 @@ class _ChunkedLogps(torch.autograd.Function):
             for s in range(0, n, chunk_size):
                 e = min(s + chunk_size, n)
                 y, _ = _chunk_logits(hidden[s:e], w, b, scale, softcap)  # (C, V) fp32
-                lse[s:e] = torch.logsumexp(y, dim=-1)
-                logps[s:e] = y.gather(-1, target_ids[s:e, None]).squeeze(-1) - lse[s:e]
                 means[s:e] = y.mean(-1)
+                target = y.gather(-1, target_ids[s:e, None]).squeeze(-1)
+                peak = y.amax(-1)
+                lse[s:e] = y.sub_(peak[:, None]).exp_().sum(-1).log_().add_(peak)  # logsumexp, in place
+                logps[s:e] = target - lse[s:e]
         ctx.save_for_backward(hidden, weight, bias, target_ids, lse)
         ctx.scale, ctx.softcap, ctx.chunk_size = scale, softcap, chunk_size
         ctx.mark_non_differentiable(means)
@@ -157,7 +157,9 @@ class _ChunkedLogps(torch.autograd.Function):
                 grad_z = grad_y.to(dtype)
                 if need_h:
                     torch.mm(grad_z, w, out=grad_h[s:e])
-                if need_w:
+                if need_w and dtype == torch.float32:
+                    grad_w.addmm_(grad_y.T, h)  # in place: no (V, H) temporary per chunk
+                elif need_w:
                     grad_w += _weight_grad(grad_y, grad_z, h)
                 if need_b:
                     grad_b += grad_y.sum(0)
