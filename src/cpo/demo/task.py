@@ -1,0 +1,151 @@
+"""The demo task: write a number in words, with ground truth from ``num2words`` and near-miss rejected answers.
+
+A prompt is "Write 347 in German words."; the one correct answer is ``num2words(347, lang="de")``, i.e.
+"dreihundertsiebenundvierzig". A rejected answer is a *near miss*: the words of another number that differs from 347
+in exactly one decimal digit (346, 377, 947, ...): "adequate but not perfect", one wrong word (or one wrong part of a
+compound word).
+
+The numbers are split into train, validation and test before any pair is built, and every near miss is drawn from its
+own split, so no number (as a prompt or as a rejected answer) is shared between splits.
+
+>>> near_miss_candidates(347, width=3)[:4]
+[47, 147, 247, 447]
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+
+from num2words import num2words
+
+# The num2words languages the demo offers, with the name the prompt uses.
+LANGUAGES = {
+    "en": "English",
+    "de": "German",
+    "fr": "French",
+    "es": "Spanish",
+    "it": "Italian",
+    "nl": "Dutch",
+    "pt": "Portuguese",
+}
+SPLITS = ("train", "validation", "test")
+
+
+@lru_cache(maxsize=65536)
+def number_words(number: int, lang: str) -> str:
+    """The correct answer: ``num2words(number, lang=lang)``."""
+    return num2words(number, lang=lang)
+
+
+def prompt_text(number: int, lang: str) -> str:
+    """The user message, e.g. ``"Write 347 in German words."``."""
+    if lang not in LANGUAGES:
+        raise ValueError(f"Unknown demo language {lang!r}; use one of {', '.join(LANGUAGES)}.")
+    return f"Write {number} in {LANGUAGES[lang]} words."
+
+
+def near_miss_candidates(number: int, width: int) -> list[int]:
+    """Numbers whose ``width``-digit zero-padded form differs from ``number``'s in exactly one digit.
+
+    Ordered by digit position (most significant first), then by the new digit.
+
+    >>> near_miss_candidates(7, width=2)
+    [17, 27, 37, 47, 57, 67, 77, 87, 97, 0, 1, 2, 3, 4, 5, 6, 8, 9]
+    """
+    digits = f"{number:0{width}d}"
+    if len(digits) != width or number < 0:
+        raise ValueError(f"{number} is not a number of at most {width} digits.")
+    return [
+        int(digits[:pos] + new + digits[pos + 1 :])
+        for pos in range(width) for new in "0123456789" if new != digits[pos]
+    ]
+
+
+def pick_near_miss(number: int, pool: set[int], width: int, lang: str, rng: random.Random) -> int:
+    """A near miss of ``number`` from ``pool``: a random one-digit change if the pool has one, else the closest
+    number in the pool. Its words always differ from ``number``'s."""
+    answer = number_words(number, lang)
+    found = [m for m in near_miss_candidates(number, width) if m in pool and number_words(m, lang) != answer]
+    if found:
+        return rng.choice(found)
+    others = sorted((m for m in pool if m != number and number_words(m, lang) != answer), key=lambda m: abs(m - number))
+    if not others:
+        raise ValueError(f"No near miss for {number}: its split has no other number. Use a larger number range.")
+    return others[0]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One preference pair of the task: a prompt, its correct answer and a near miss."""
+
+    number: int
+    rejected_number: int
+    lang: str
+
+    @property
+    def prompt(self) -> str:
+        return prompt_text(self.number, self.lang)
+
+    @property
+    def chosen(self) -> str:
+        return number_words(self.number, self.lang)
+
+    @property
+    def rejected(self) -> str:
+        return number_words(self.rejected_number, self.lang)
+
+    def row(self) -> dict[str, list[dict[str, str]]]:
+        """The pair as a conversational preference row (explicit prompt), as ``CPOTrainer`` takes it."""
+        return {
+            "prompt": [{"role": "user", "content": self.prompt}],
+            "chosen": [{"role": "assistant", "content": self.chosen}],
+            "rejected": [{"role": "assistant", "content": self.rejected}],
+        }
+
+
+def split_numbers(high: int, sizes: dict[str, int], seed: int) -> dict[str, list[int]]:
+    """Shuffle ``0..high`` with ``seed`` and cut it into disjoint splits of the given sizes (train: the rest)."""
+    numbers = list(range(high + 1))
+    random.Random(seed).shuffle(numbers)
+    out, start = {}, 0
+    for name in ("test", "validation"):
+        out[name] = numbers[start : start + sizes[name]]
+        start += sizes[name]
+    out["train"] = numbers[start:]
+    if min(len(v) for v in out.values()) < 2:
+        raise ValueError(f"Splits {sizes} leave fewer than 2 numbers in a split of 0..{high}; use smaller sizes.")
+    return out
+
+
+def build_task(lang: str = "en", high: int = 999, test: int = 100, validation: int = 100, seed: int = 0,
+               pairs_per_number: int = 1) -> dict[str, list[Pair]]:
+    """All pairs of the demo task, by split (``train``, ``validation``, ``test``).
+
+    Args:
+        lang: a key of :data:`LANGUAGES`.
+        high: numbers are ``0..high``.
+        test, validation: numbers held out in each of those splits; the rest are train numbers.
+        seed: drives the split and the choice of near misses.
+        pairs_per_number: near misses per number (each a separate pair, each one different when possible).
+
+    Returns:
+        ``{split: [Pair, ...]}``, pairs ordered as their numbers were shuffled.
+    """
+    prompt_text(0, lang)  # validates lang
+    width = len(str(high))
+    numbers = split_numbers(high, {"test": test, "validation": validation}, seed)
+    rng = random.Random(seed + 1)
+    task = {}
+    for name in SPLITS:
+        pool = set(numbers[name])
+        pairs = []
+        for number in numbers[name]:
+            used: set[int] = set()
+            for _ in range(pairs_per_number):
+                rejected = pick_near_miss(number, pool - used if len(pool - used) > 1 else pool, width, lang, rng)
+                used.add(rejected)
+                pairs.append(Pair(number, rejected, lang))
+        task[name] = pairs
+    return task
