@@ -1,0 +1,69 @@
+"""The demo's outputs: the markdown table, ``comparison.png`` and the training curves."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .task import LANGUAGES
+
+logger = logging.getLogger("cpo")
+
+ROWS = (("base", "base (no training)"), ("sft", "SFT (chosen only)"), ("cpo", "CPO (chosen vs rejected)"))
+
+
+def results_table(results: dict) -> str:
+    """A markdown table: one row per model (base, SFT, CPO), exact match and preference accuracy on the eval items.
+
+    ``results`` is what :func:`cpo.demo.run.run_demo` returns.
+    """
+    n, split = results["eval_items"], results["settings"]["eval_split"]
+    lines = [
+        f"| model | {split} items | exact match | preference accuracy |",
+        "|---|---:|---:|---:|",
+    ]
+    for key, label in ROWS:
+        run = results["runs"][key]
+        hits = round(run["exact_match"] * n)
+        lines.append(f"| {label} | {n} | {hits}/{n} ({run['exact_match']:.0%}) | {run['preference_accuracy']:.0%} |")
+    return "\n".join(lines)
+
+
+def comparison_figure(results: dict, out_path: Path) -> Path:
+    """Bar charts of exact match and preference accuracy for base, SFT and CPO; saved to ``out_path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [label.split(" ")[0] for _, label in ROWS]
+    colours = ["#9e9e9e", "#4c72b0", "#dd8452"]
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), sharey=True)
+    for ax, metric, title in zip(axes, ("exact_match", "preference_accuracy"),
+                                 ("exact match (greedy)", "preference accuracy")):
+        values = [results["runs"][key][metric] for key, _ in ROWS]
+        bars = ax.bar(labels, values, color=colours)
+        ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], padding=2)
+        ax.set_title(title)
+        ax.set_ylim(0, 1.12)
+        ax.grid(axis="y", alpha=0.3)
+    s = results["settings"]
+    fig.suptitle(f"{results.get('model', 'model')}, numbers in {LANGUAGES.get(s['lang'], s['lang'])} words: "
+                 f"{results['eval_items']} {s['eval_split']} items, seed {s['seed']}", fontsize=10)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+    return out_path
+
+
+def training_curves(run_dirs: list[Path], out_path: Path, labels: list[str]) -> Path | None:
+    """Training curves of the runs via ``cpo.plot.plot_training_curves``; ``None`` (logged) where that module is
+    not part of this install yet."""
+    try:
+        from ..plot import plot_training_curves
+    except ImportError:
+        logger.warning("cpo.plot is not available in this version of cpo: skipping the training-curves figure "
+                       f"({out_path}). Each run's metrics are in its trainer_state.json.")
+        return None
+    return plot_training_curves([str(d) for d in run_dirs], str(out_path), labels=labels)
