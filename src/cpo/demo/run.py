@@ -32,6 +32,7 @@ class DemoSettings:
     chose it (on the validation split)."""
 
     lang: str = "en"
+    near_misses: str = "typo"
     high: int = 999
     test_numbers: int = 100
     validation_numbers: int = 100
@@ -149,7 +150,7 @@ def build_datasets(settings: DemoSettings) -> dict:
     from datasets import Dataset
 
     task = build_task(settings.lang, settings.high, settings.test_numbers, settings.validation_numbers,
-                      settings.seed)
+                      settings.seed, near_misses=settings.near_misses)
     needed = settings.steps * settings.batch_size
     if needed > len(task["train"]):
         raise ValueError(f"steps * batch_size = {needed} exceeds the {len(task['train'])} train pairs.")

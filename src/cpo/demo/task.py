@@ -1,15 +1,22 @@
 """The demo task: write a number in words, with ground truth from ``num2words`` and near-miss rejected answers.
 
 A prompt is "Write 347 in German words."; the one correct answer is ``num2words(347, lang="de")``, i.e.
-"dreihundertsiebenundvierzig". A rejected answer is a *near miss*: the words of another number that differs from 347
-in exactly one decimal digit (346, 377, 947, ...): "adequate but not perfect", one wrong word (or one wrong part of a
-compound word).
+"dreihundertsiebenundvierzig". A rejected answer is a *near miss*: the words of another number, "adequate but not
+perfect", one wrong word (or one wrong part of a compound word) away. Two kinds:
+
+- ``typo`` (the demo's): the number with one typo in its digits, the edit kind drawn uniformly among substitution
+  (347 -> 367), deletion (-> 37), insertion (-> 3447) and swap of neighbours (-> 437): the mistakes a model makes
+  when it copies digits into words (a validation sweep found SFT's errors to be mostly of these kinds, see
+  docs/demo.md).
+- ``digit``: one digit of the zero-padded number changed (347 -> 346, 377, 947; 68 -> 168).
 
 The numbers are split into train, validation and test before any pair is built, and every near miss is drawn from its
 own split, so no number (as a prompt or as a rejected answer) is shared between splits.
 
 >>> near_miss_candidates(347, width=3)[:4]
 [47, 147, 247, 447]
+>>> typo_candidates(68)["insertion"][:5]
+[168, 268, 368, 468, 568]
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ LANGUAGES = {
     "pt": "Portuguese",
 }
 SPLITS = ("train", "validation", "test")
+NEAR_MISS_KINDS = ("typo", "digit")
+_DIGITS = "0123456789"
 
 
 @lru_cache(maxsize=65536)
@@ -63,13 +72,40 @@ def near_miss_candidates(number: int, width: int) -> list[int]:
     ]
 
 
-def pick_near_miss(number: int, pool: set[int], width: int, lang: str, rng: random.Random) -> int:
-    """A near miss of ``number`` from ``pool``: a random one-digit change if the pool has one, else the closest
-    number in the pool. Its words always differ from ``number``'s."""
+def typo_candidates(number: int) -> dict[str, list[int]]:
+    """Numbers one typo away from ``number``'s decimal digits, by kind of edit (no leading zeros), each list sorted.
+
+    >>> typo_candidates(12)
+    {'substitution': [10, 11, 13, 14, 15, 16, 17, 18, 19, 22, 32, 42, 52, 62, 72, 82, 92], 'deletion': [1, 2], \
+'insertion': [102, 112, 120, 121, 122, 123, 124, 125, 126, 127, 128, 129, 132, 142, 152, 162, 172, 182, 192, 212, \
+312, 412, 512, 612, 712, 812, 912], 'transposition': [21]}
+    """
+    s = str(number)
+    edits = {
+        "substitution": [s[:i] + d + s[i + 1 :] for i in range(len(s)) for d in _DIGITS],
+        "deletion": [s[:i] + s[i + 1 :] for i in range(len(s))],
+        "insertion": [s[:i] + d + s[i:] for i in range(len(s) + 1) for d in _DIGITS],
+        "transposition": [s[:i] + s[i + 1] + s[i] + s[i + 2 :] for i in range(len(s) - 1)],
+    }
+    valid = lambda t: t != "" and (t == "0" or t[0] != "0")  # noqa: E731
+    return {kind: sorted({int(t) for t in texts if valid(t)} - {number}) for kind, texts in edits.items()}
+
+
+def pick_near_miss(number: int, pool: set[int], width: int, lang: str, rng: random.Random,
+                   kind: str = "digit") -> int:
+    """A near miss of ``number`` from ``pool``, its words different from ``number``'s: for ``kind="digit"`` a random
+    one-digit change, for ``kind="typo"`` a random typo of a random edit kind among those the pool has; else (none
+    in the pool) the closest number in the pool."""
     answer = number_words(number, lang)
-    found = [m for m in near_miss_candidates(number, width) if m in pool and number_words(m, lang) != answer]
-    if found:
-        return rng.choice(found)
+    if kind == "digit":
+        groups = [near_miss_candidates(number, width)]
+    elif kind == "typo":
+        groups = list(typo_candidates(number).values())
+    else:
+        raise ValueError(f"Unknown near-miss kind {kind!r}; use 'typo' or 'digit'.")
+    groups = [g for g in ([m for m in g if m in pool and number_words(m, lang) != answer] for g in groups) if g]
+    if groups:
+        return rng.choice(rng.choice(groups))
     others = sorted((m for m in pool if m != number and number_words(m, lang) != answer), key=lambda m: abs(m - number))
     if not others:
         raise ValueError(f"No near miss for {number}: its split has no other number. Use a larger number range.")
@@ -120,7 +156,7 @@ def split_numbers(high: int, sizes: dict[str, int], seed: int) -> dict[str, list
 
 
 def build_task(lang: str = "en", high: int = 999, test: int = 100, validation: int = 100, seed: int = 0,
-               pairs_per_number: int = 1) -> dict[str, list[Pair]]:
+               pairs_per_number: int = 1, near_misses: str = "typo") -> dict[str, list[Pair]]:
     """All pairs of the demo task, by split (``train``, ``validation``, ``test``).
 
     Args:
@@ -129,6 +165,7 @@ def build_task(lang: str = "en", high: int = 999, test: int = 100, validation: i
         test, validation: numbers held out in each of those splits; the rest are train numbers.
         seed: drives the split and the choice of near misses.
         pairs_per_number: near misses per number (each a separate pair, each one different when possible).
+        near_misses: ``typo`` or ``digit`` (see the module docstring).
 
     Returns:
         ``{split: [Pair, ...]}``, pairs ordered as their numbers were shuffled.
@@ -144,7 +181,8 @@ def build_task(lang: str = "en", high: int = 999, test: int = 100, validation: i
         for number in numbers[name]:
             used: set[int] = set()
             for _ in range(pairs_per_number):
-                rejected = pick_near_miss(number, pool - used if len(pool - used) > 1 else pool, width, lang, rng)
+                candidates = pool - used if len(pool - used) > 1 else pool
+                rejected = pick_near_miss(number, candidates, width, lang, rng, near_misses)
                 used.add(rejected)
                 pairs.append(Pair(number, rejected, lang))
         task[name] = pairs
