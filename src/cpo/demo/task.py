@@ -104,8 +104,8 @@ def pick_near_miss(number: int, pool: set[int], width: int, lang: str, rng: rand
     else:
         raise ValueError(f"Unknown near-miss kind {kind!r}; use 'typo' or 'digit'.")
     groups = [g for g in ([m for m in g if m in pool and number_words(m, lang) != answer] for g in groups) if g]
-    if groups:
-        return rng.choice(rng.choice(groups))
+    if groups:  # (one draw when there is one group: a kind is only drawn when there is a choice of kinds)
+        return rng.choice(groups[0] if len(groups) == 1 else rng.choice(groups))
     others = sorted((m for m in pool if m != number and number_words(m, lang) != answer), key=lambda m: abs(m - number))
     if not others:
         raise ValueError(f"No near miss for {number}: its split has no other number. Use a larger number range.")
