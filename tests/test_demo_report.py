@@ -5,7 +5,7 @@ import struct
 import sys
 import types
 
-from cpo.demo.report import comparison_figure, results_table, training_curves
+from cpo.demo.report import comparison_figure, examples_text, results_table, training_curves
 
 
 def results(n=40):
@@ -27,6 +27,17 @@ def test_table_rows_by_hand():
         "| base (no training) | 40 | 0/40 (0%) | 90% |",
         "| SFT (chosen only) | 40 | 20/40 (50%) | 95% |",
         "| CPO (chosen vs rejected) | 40 | 26/40 (65%) | 100% |",
+    ]
+
+
+def test_examples_marks_answers_after_normalising():
+    res = {"examples": [{"prompt": "Write 68 in English words.", "answer": "sixty-eight", "base": "68 is a number",
+                         "sft": "six hundred and eighty", "cpo": " Sixty-eight."}]}
+    assert examples_text(res).splitlines() == [
+        "Write 68 in English words.  (correct: sixty-eight)",
+        "  x  base '68 is a number'",
+        "  x  SFT  'six hundred and eighty'",
+        "  ok CPO  'Sixty-eight.'",
     ]
 
 

@@ -29,6 +29,19 @@ def results_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def examples_text(results: dict, count: int = 4) -> str:
+    """A few held-out prompts with each model's greedy answer, marked right (ok) or wrong (x), as plain text."""
+    from .measure import normalise
+
+    lines = []
+    for ex in results["examples"][:count]:
+        lines.append(f"{ex['prompt']}  (correct: {ex['answer']})")
+        for key, label in ROWS:
+            mark = "ok" if normalise(ex[key]) == normalise(ex["answer"]) else "x "
+            lines.append(f"  {mark} {label.split(' ')[0]:<4} {ex[key].strip()[:70]!r}")
+    return "\n".join(lines)
+
+
 def comparison_figure(results: dict, out_path: Path) -> Path:
     """Bar charts of exact match and preference accuracy for base, SFT and CPO; saved to ``out_path``."""
     import matplotlib
