@@ -39,7 +39,7 @@ class DemoSettings:
     steps: int = 25
     batch_size: int = 8
     learning_rate: float = 1e-4
-    beta: float = 0.1
+    beta: float = 1.0
     cpo_alpha: float = 1.0
     trainable_layers: int = 8
     seed: int = 0
