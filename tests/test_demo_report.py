@@ -5,7 +5,14 @@ import struct
 import sys
 import types
 
-from cpo.demo.report import comparison_figure, examples_text, results_table, training_curves
+from cpo.demo.report import (
+    comparison_figure,
+    comparison_text,
+    examples_text,
+    paired_comparison,
+    results_table,
+    training_curves,
+)
 
 
 def results(n=40):
@@ -28,6 +35,29 @@ def test_table_rows_by_hand():
         "| SFT (chosen only) | 40 | 20/40 (50%) | 95% |",
         "| CPO (chosen vs rejected) | 40 | 26/40 (65%) | 100% |",
     ]
+
+
+def paired(sft_right: list[bool], cpo_right: list[bool]) -> dict:
+    numbers = list(range(1, len(sft_right) + 1))
+    words = ["one", "two", "three", "four", "five", "six", "seven", "eight"][: len(numbers)]
+    answer = lambda ok, w: w.capitalize() + "." if ok else "zero"  # noqa: E731  (normalised before comparing)
+    return {"settings": {"lang": "en"}, "eval_numbers": numbers, "runs": {
+        "sft": {"answers": [answer(ok, w) for ok, w in zip(sft_right, words)]},
+        "cpo": {"answers": [answer(ok, w) for ok, w in zip(cpo_right, words)]},
+    }}
+
+
+def test_paired_comparison_by_hand():
+    # 3 disagreements, all for SFT: P(X <= 0) = 1/8 for X ~ Bin(3, 1/2); two-sided p = 1/4.
+    assert paired_comparison(paired([1, 1, 1, 1, 0], [0, 0, 0, 1, 0])) == {"sft_only": 3, "cpo_only": 0,
+                                                                          "p_value": 0.25}
+    # 6 for CPO and none for SFT: p = 2 / 64.
+    assert paired_comparison(paired([0] * 6 + [1, 1], [1] * 8))["p_value"] == 2 / 64
+    # 2 each way: P(X <= 2) for Bin(4, 1/2) = 11/16, doubled and capped at 1.
+    assert paired_comparison(paired([1, 1, 0, 0], [0, 0, 1, 1]))["p_value"] == 1.0
+    assert paired_comparison(paired([1, 0], [1, 0])) == {"sft_only": 0, "cpo_only": 0, "p_value": 1.0}
+    assert "3 held-out items only CPO gets right, 1 only SFT (exact McNemar p = 0.62" in comparison_text(
+        paired([1, 0, 0, 0, 1], [0, 1, 1, 1, 1]))
 
 
 def test_examples_marks_answers_after_normalising():

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(results: dict, out_dir: Path, seconds: float) -> int:
-    from .report import comparison_figure, examples_text, results_table, training_curves
+    from .report import comparison_figure, comparison_text, examples_text, results_table, training_curves
     from .task import LANGUAGES
 
     print("[5/5] Writing the table and figures", flush=True)
@@ -64,6 +64,8 @@ def _report(results: dict, out_dir: Path, seconds: float) -> int:
           f"{results['threads']} threads:")
     print()
     print(table)
+    print()
+    print(comparison_text(results))
     print()
     print(examples_text(results))
     print()

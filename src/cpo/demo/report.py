@@ -29,6 +29,32 @@ def results_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def paired_comparison(results: dict) -> dict:
+    """SFT vs CPO item by item: how many held-out items only SFT gets right (``sft_only``), only CPO
+    (``cpo_only``), and the exact two-sided McNemar p-value of that split (binomial with p = 1/2 over the
+    disagreements; 1.0 when there are none)."""
+    from math import comb
+
+    from .measure import normalise
+    from .task import number_words
+
+    lang = results["settings"]["lang"]
+    truth = [normalise(number_words(n, lang)) for n in results["eval_numbers"]]
+    right = {key: [normalise(a) == t for a, t in zip(results["runs"][key]["answers"], truth)] for key in ("sft", "cpo")}
+    sft_only = sum(s and not c for s, c in zip(right["sft"], right["cpo"]))
+    cpo_only = sum(c and not s for s, c in zip(right["sft"], right["cpo"]))
+    n = sft_only + cpo_only
+    tail = sum(comb(n, k) for k in range(min(sft_only, cpo_only) + 1)) / 2**n
+    return {"sft_only": sft_only, "cpo_only": cpo_only, "p_value": min(1.0, 2 * tail)}
+
+
+def comparison_text(results: dict) -> str:
+    """One plain sentence on CPO vs SFT exact match, item by item, with its McNemar p-value."""
+    c = paired_comparison(results)
+    return (f"CPO vs SFT, item by item: {c['cpo_only']} held-out items only CPO gets right, {c['sft_only']} only "
+            f"SFT (exact McNemar p = {c['p_value']:.2f}; p >= 0.05 means no difference this test can tell apart).")
+
+
 def examples_text(results: dict, count: int = 4) -> str:
     """A few held-out prompts with each model's greedy answer, marked right (ok) or wrong (x), as plain text."""
     from .measure import normalise
