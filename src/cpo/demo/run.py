@@ -178,7 +178,9 @@ def run_demo(settings: DemoSettings, out_dir: Path, progress: bool = True, gguf_
     load_seconds = time.perf_counter() - started
 
     print(f"[2/5] Base model on {n_eval} {settings.eval_split} items", flush=True)
+    base_start = time.perf_counter()
     base = measure("base", model, tokenizer, datasets, progress)
+    base.seconds = time.perf_counter() - base_start
     print(f"[3/5] SFT: {settings.steps} steps x {settings.batch_size} pairs, chosen answers only", flush=True)
     sft, base.preference_accuracy = train_and_measure(
         "SFT", copy.deepcopy(model), tokenizer, "sft", datasets, settings, out_dir / "sft", progress,
