@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from cpo.demo.measure import normalise
-from cpo.demo.run import FULL, build_datasets, measure, train_and_measure
+from cpo.demo.run import FULL, build_data, measure, train_and_measure
 from cpo.gguf import align_special_tokens, load_gguf_model, load_gguf_tokenizer, smollm2_gguf_path
 
 
@@ -35,21 +35,21 @@ def main() -> None:
     base_model, tokenizer = load_gguf_model(path), load_gguf_tokenizer(path)
     align_special_tokens(base_model, tokenizer)
     if not args.no_base:
-        datasets = build_datasets(replace(FULL, eval_split="validation"))
-        result = measure("base", base_model, tokenizer, datasets, progress=False)
+        settings = replace(FULL, eval_split="validation")
+        result = measure("base", base_model, tokenizer, build_data(settings), settings.eval_batch_size, progress=False)
         print(json.dumps({"run": "base", "exact_match": result.exact_match, "threads": args.threads}), flush=True)
     for override in args.overrides:
         settings = replace(FULL, eval_split="validation", **json.loads(override))
-        datasets = build_datasets(settings)
+        data = build_data(settings)
         for loss_type in args.losses.split(","):
             start = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:
                 result, before = train_and_measure(loss_type, copy.deepcopy(base_model), tokenizer, loss_type,
-                                                   datasets, settings, Path(tmp), progress=False,
+                                                   data, settings, Path(tmp), progress=False,
                                                    measure_before=True)
                 state = json.loads((Path(tmp) / "trainer_state.json").read_text())
             last = [h for h in state["log_history"] if "loss" in h][-1]
-            items = list({p.number: p for p in datasets["eval_pairs"]}.values())
+            items = list({p.number: p for p in data.eval_pairs}.values())
             errors = [[p.number, a] for p, a in zip(items, result.answers) if normalise(a) != normalise(p.chosen)]
             print(json.dumps({
                 "run": loss_type, **json.loads(override), "exact_match": result.exact_match,

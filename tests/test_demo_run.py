@@ -2,11 +2,12 @@
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from cpo.demo.run import FULL, QUICK, build_datasets, freeze_lower_layers, train_config
+from cpo.demo.run import FULL, QUICK, build_data, freeze_lower_layers, train_config
 
 
 def tiny_llama(layers=3):
@@ -29,13 +30,14 @@ def test_freeze_lower_layers_counts_by_hand():
             freeze_lower_layers(model, bad)
 
 
-def test_datasets_of_a_budget():
-    data = build_datasets(QUICK)
-    assert len(data["train"]) == QUICK.steps * QUICK.batch_size == len(data["train_pairs"])
-    assert len(data["eval"]) == QUICK.test_numbers
-    assert set(data["train"].column_names) == {"prompt", "chosen", "rejected"}
+def test_data_of_a_budget():
+    data = build_data(QUICK)
+    assert len(data.train) == QUICK.steps * QUICK.batch_size == len(data.train_pairs)
+    assert len(data.eval) == QUICK.test_numbers == len(data.eval_numbers)
+    assert set(data.train.column_names) == {"prompt", "chosen", "rejected"}
+    assert data.train[0] == data.train_pairs[0].row()
     with pytest.raises(ValueError, match="exceeds the"):
-        build_datasets(type(QUICK)(**{**vars(QUICK), "steps": 1000}))
+        build_data(replace(QUICK, steps=1000))
 
 
 def test_sft_and_cpo_share_everything_but_the_loss(tmp_path):

@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -21,7 +22,7 @@ from .. import CPOConfig, CPOTrainer
 from ..gguf import align_special_tokens, load_gguf_model, load_gguf_tokenizer, smollm2_gguf_path
 from .measure import exact_match, preference_accuracy
 from .progress import PhaseBars, phase_bar
-from .task import build_task
+from .task import Pair, build_task
 
 logger = logging.getLogger("cpo")
 
@@ -49,6 +50,22 @@ class DemoSettings:
 
 FULL = DemoSettings()
 QUICK = replace(FULL, test_numbers=10, validation_numbers=10, steps=2, batch_size=4, trainable_layers=2)
+
+
+@dataclass
+class DemoData:
+    """The pairs of a demo run: the training pairs the budget uses and the pairs it is measured on, as ``Pair`` lists
+    and as the conversational ``datasets.Dataset`` rows ``CPOTrainer`` takes."""
+
+    train_pairs: list[Pair]
+    eval_pairs: list[Pair]
+    train: Any
+    eval: Any
+
+    @property
+    def eval_numbers(self) -> list[int]:
+        """The held-out numbers, each once, in order (exact match asks each once)."""
+        return list({p.number: None for p in self.eval_pairs})
 
 
 @dataclass
@@ -102,7 +119,7 @@ def train_config(settings: DemoSettings, loss_type: str, run_dir: Path, progress
     )
 
 
-def train_and_measure(name: str, model, tokenizer, loss_type: str, datasets: dict, settings: DemoSettings,
+def train_and_measure(name: str, model, tokenizer, loss_type: str, data: DemoData, settings: DemoSettings,
                       run_dir: Path, progress: bool, measure_before: bool = False) -> tuple[RunResult, float | None]:
     """Train ``model`` in place with ``loss_type``, then measure it on the eval split.
 
@@ -112,7 +129,7 @@ def train_and_measure(name: str, model, tokenizer, loss_type: str, datasets: dic
     start = time.perf_counter()
     freeze_lower_layers(model, settings.trainable_layers)
     args = train_config(settings, loss_type, run_dir, progress)
-    trainer = CPOTrainer(model=model, args=args, train_dataset=datasets["train"], eval_dataset=datasets["eval"],
+    trainer = CPOTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
                          processing_class=tokenizer)
     bars = _use_phase_bars(trainer, "base" if measure_before else name, progress)
     before = preference_accuracy(trainer) if measure_before else None
@@ -120,7 +137,7 @@ def train_and_measure(name: str, model, tokenizer, loss_type: str, datasets: dic
     trainer.train()
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
-    result = measure(name, trainer.model, tokenizer, datasets, progress, trainer)
+    result = measure(name, trainer.model, tokenizer, data, settings.eval_batch_size, progress, trainer)
     result.seconds = time.perf_counter() - start
     return result, before
 
@@ -135,17 +152,16 @@ def _use_phase_bars(trainer, name: str, progress: bool) -> PhaseBars:
     return bars
 
 
-def measure(name: str, model, tokenizer, datasets: dict, progress: bool, trainer=None) -> RunResult:
+def measure(name: str, model, tokenizer, data: DemoData, batch_size: int, progress: bool,
+            trainer=None) -> RunResult:
     """Exact match by greedy generation on the eval pairs, and (with a trainer) their preference accuracy."""
-    pairs = datasets["eval_pairs"]
-    numbers = len({p.number for p in pairs})
-    with phase_bar(numbers, f"{name}: exact match", progress, unit="answer") as bar:
-        score, answers = exact_match(model, tokenizer, pairs, datasets["eval_batch_size"], bar)
+    with phase_bar(len(data.eval_numbers), f"{name}: exact match", progress, unit="answer") as bar:
+        score, answers = exact_match(model, tokenizer, data.eval_pairs, batch_size, bar)
     accuracy = preference_accuracy(trainer) if trainer is not None else float("nan")
     return RunResult(score, accuracy, answers)
 
 
-def build_datasets(settings: DemoSettings) -> dict:
+def build_data(settings: DemoSettings) -> DemoData:
     """The train pairs the budget uses (``steps * batch_size``, one epoch) and the eval split's pairs."""
     from datasets import Dataset
 
@@ -155,13 +171,8 @@ def build_datasets(settings: DemoSettings) -> dict:
     if needed > len(task["train"]):
         raise ValueError(f"steps * batch_size = {needed} exceeds the {len(task['train'])} train pairs.")
     train, evals = task["train"][:needed], task[settings.eval_split]
-    return {
-        "train": Dataset.from_list([p.row() for p in train]),
-        "eval": Dataset.from_list([p.row() for p in evals]),
-        "train_pairs": train,
-        "eval_pairs": evals,
-        "eval_batch_size": settings.eval_batch_size,
-    }
+    return DemoData(train, evals, Dataset.from_list([p.row() for p in train]),
+                    Dataset.from_list([p.row() for p in evals]))
 
 
 def run_demo(settings: DemoSettings, out_dir: Path, progress: bool = True, gguf_path: Path | None = None) -> dict:
@@ -173,31 +184,31 @@ def run_demo(settings: DemoSettings, out_dir: Path, progress: bool = True, gguf_
     print(f"[1/5] Loading {path.name} (dequantising into a plain float32 model)", flush=True)
     model, tokenizer = load_gguf_model(path), load_gguf_tokenizer(path)
     align_special_tokens(model, tokenizer)
-    datasets = build_datasets(settings)
-    n_eval = len(datasets["eval_pairs"])
+    data = build_data(settings)
+    n_eval = len(data.eval_numbers)
     load_seconds = time.perf_counter() - started
 
     print(f"[2/5] Base model on {n_eval} {settings.eval_split} items", flush=True)
     base_start = time.perf_counter()
-    base = measure("base", model, tokenizer, datasets, progress)
+    base = measure("base", model, tokenizer, data, settings.eval_batch_size, progress)
     base.seconds = time.perf_counter() - base_start
     print(f"[3/5] SFT: {settings.steps} steps x {settings.batch_size} pairs, chosen answers only", flush=True)
     sft, base.preference_accuracy = train_and_measure(
-        "SFT", copy.deepcopy(model), tokenizer, "sft", datasets, settings, out_dir / "sft", progress,
+        "SFT", copy.deepcopy(model), tokenizer, "sft", data, settings, out_dir / "sft", progress,
         measure_before=True,
     )
     print(f"[4/5] CPO: {settings.steps} steps x {settings.batch_size} pairs, chosen vs near-miss rejected",
           flush=True)
-    cpo, _ = train_and_measure("CPO", model, tokenizer, "sigmoid", datasets, settings, out_dir / "cpo", progress)
+    cpo, _ = train_and_measure("CPO", model, tokenizer, "sigmoid", data, settings, out_dir / "cpo", progress)
     results = {
         "model": path.name.split(".")[0],
         "settings": asdict(settings),
         "eval_items": n_eval,
-        "eval_numbers": list({p.number: None for p in datasets["eval_pairs"]}),
+        "eval_numbers": data.eval_numbers,
         "threads": torch.get_num_threads(),
         "load_seconds": load_seconds,
         "runs": {name: asdict(r) for name, r in (("base", base), ("sft", sft), ("cpo", cpo))},
-        "examples": _examples(datasets["eval_pairs"], base, sft, cpo),
+        "examples": _examples(data.eval_pairs, base, sft, cpo),
         "total_seconds": time.perf_counter() - started,
     }
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
