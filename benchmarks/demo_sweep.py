@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from cpo.demo.measure import normalise
-from cpo.demo.run import FULL, build_data, measure, train_and_measure
+from cpo.demo.pipeline import FULL, build_data, measure, train_and_measure
 from cpo.gguf import align_special_tokens, load_gguf_model, load_gguf_tokenizer, smollm2_gguf_path
 
 

@@ -6,7 +6,7 @@ truth from ``num2words``). SFT trains on the correct answers only; CPO trains on
 by greedy exact match and by preference accuracy. See docs/demo.md.
 
 This module stays light (no torch or transformers at import time): the ``cpo`` command registers the subcommand with
-:func:`add_arguments` and :func:`run`; the work is in :mod:`cpo.demo.run`.
+:func:`add_arguments` and :func:`run`; the work is in :mod:`cpo.demo.pipeline`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     started = time.perf_counter()
-    from .run import FULL, QUICK, run_demo  # heavy imports only now
+    from .pipeline import FULL, QUICK, run_demo  # heavy imports only now
 
     if args.threads is not None:
         import torch

@@ -15,7 +15,7 @@ ROWS = (("base", "base (no training)"), ("sft", "SFT (chosen only)"), ("cpo", "C
 def results_table(results: dict) -> str:
     """A markdown table: one row per model (base, SFT, CPO), exact match and preference accuracy on the eval items.
 
-    ``results`` is what :func:`cpo.demo.run.run_demo` returns.
+    ``results`` is what :func:`cpo.demo.pipeline.run_demo` returns.
     """
     n, split = results["eval_items"], results["settings"]["eval_split"]
     lines = [

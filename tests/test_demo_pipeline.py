@@ -1,4 +1,4 @@
-"""Demo orchestration pieces: layer freezing, the datasets of a budget, the shared training config, light import."""
+"""Demo orchestration pieces: layer freezing, the data of a budget, the shared training config, the CLI contract."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from cpo.demo.run import FULL, QUICK, build_data, freeze_lower_layers, train_config
+from cpo.demo.pipeline import FULL, QUICK, build_data, freeze_lower_layers, train_config
 
 
 def tiny_llama(layers=3):
@@ -55,3 +55,18 @@ def test_cpo_demo_module_imports_nothing_heavy():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_contract_functions_survive_importing_every_submodule():
+    # A submodule named like a contract function (cpo/demo/run.py) would replace cpo.demo.run once imported.
+    import importlib
+    import inspect
+    import pkgutil
+
+    import cpo.demo
+
+    for info in pkgutil.iter_modules(cpo.demo.__path__):
+        importlib.import_module(f"cpo.demo.{info.name}")
+    assert inspect.isfunction(cpo.demo.run) and inspect.isfunction(cpo.demo.add_arguments)
+    assert list(inspect.signature(cpo.demo.run).parameters) == ["args"]
+    assert list(inspect.signature(cpo.demo.add_arguments).parameters) == ["parser"]
