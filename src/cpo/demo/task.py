@@ -1,0 +1,189 @@
+"""The demo task: write a number in words, with ground truth from ``num2words`` and near-miss rejected answers.
+
+A prompt is "Write 347 in German words."; the one correct answer is ``num2words(347, lang="de")``, i.e.
+"dreihundertsiebenundvierzig". A rejected answer is a *near miss*: the words of another number, "adequate but not
+perfect", one wrong word (or one wrong part of a compound word) away. Two kinds:
+
+- ``typo`` (the demo's): the number with one typo in its digits, the edit kind drawn uniformly among substitution
+  (347 -> 367), deletion (-> 37), insertion (-> 3447) and swap of neighbours (-> 437): the mistakes a model makes
+  when it copies digits into words (a validation sweep found SFT's errors to be mostly of these kinds, see
+  docs/demo.md).
+- ``digit``: one digit of the zero-padded number changed (347 -> 346, 377, 947; 68 -> 168).
+
+The numbers are split into train, validation and test before any pair is built, and every near miss is drawn from its
+own split, so no number (as a prompt or as a rejected answer) is shared between splits.
+
+>>> near_miss_candidates(347, width=3)[:4]
+[47, 147, 247, 447]
+>>> typo_candidates(68)["insertion"][:5]
+[168, 268, 368, 468, 568]
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+
+from num2words import num2words
+
+# The num2words languages the demo offers, with the name the prompt uses.
+LANGUAGES = {
+    "en": "English",
+    "de": "German",
+    "fr": "French",
+    "es": "Spanish",
+    "it": "Italian",
+    "nl": "Dutch",
+    "pt": "Portuguese",
+}
+SPLITS = ("train", "validation", "test")
+NEAR_MISS_KINDS = ("typo", "digit")
+_DIGITS = "0123456789"
+
+
+@lru_cache(maxsize=65536)
+def number_words(number: int, lang: str) -> str:
+    """The correct answer: ``num2words(number, lang=lang)``."""
+    return num2words(number, lang=lang)
+
+
+def prompt_text(number: int, lang: str) -> str:
+    """The user message, e.g. ``"Write 347 in German words."``."""
+    if lang not in LANGUAGES:
+        raise ValueError(f"Unknown demo language {lang!r}; use one of {', '.join(LANGUAGES)}.")
+    return f"Write {number} in {LANGUAGES[lang]} words."
+
+
+def near_miss_candidates(number: int, width: int) -> list[int]:
+    """Numbers whose ``width``-digit zero-padded form differs from ``number``'s in exactly one digit.
+
+    Ordered by digit position (most significant first), then by the new digit.
+
+    >>> near_miss_candidates(7, width=2)
+    [17, 27, 37, 47, 57, 67, 77, 87, 97, 0, 1, 2, 3, 4, 5, 6, 8, 9]
+    """
+    digits = f"{number:0{width}d}"
+    if len(digits) != width or number < 0:
+        raise ValueError(f"{number} is not a number of at most {width} digits.")
+    return [
+        int(digits[:pos] + new + digits[pos + 1 :])
+        for pos in range(width) for new in "0123456789" if new != digits[pos]
+    ]
+
+
+def typo_candidates(number: int) -> dict[str, list[int]]:
+    """Numbers one typo away from ``number``'s decimal digits, by kind of edit (no leading zeros), each list sorted.
+
+    >>> typo_candidates(12)
+    {'substitution': [10, 11, 13, 14, 15, 16, 17, 18, 19, 22, 32, 42, 52, 62, 72, 82, 92], 'deletion': [1, 2], \
+'insertion': [102, 112, 120, 121, 122, 123, 124, 125, 126, 127, 128, 129, 132, 142, 152, 162, 172, 182, 192, 212, \
+312, 412, 512, 612, 712, 812, 912], 'transposition': [21]}
+    """
+    s = str(number)
+    edits = {
+        "substitution": [s[:i] + d + s[i + 1 :] for i in range(len(s)) for d in _DIGITS],
+        "deletion": [s[:i] + s[i + 1 :] for i in range(len(s))],
+        "insertion": [s[:i] + d + s[i:] for i in range(len(s) + 1) for d in _DIGITS],
+        "transposition": [s[:i] + s[i + 1] + s[i] + s[i + 2 :] for i in range(len(s) - 1)],
+    }
+    valid = lambda t: t != "" and (t == "0" or t[0] != "0")  # noqa: E731
+    return {kind: sorted({int(t) for t in texts if valid(t)} - {number}) for kind, texts in edits.items()}
+
+
+def pick_near_miss(number: int, pool: set[int], width: int, lang: str, rng: random.Random,
+                   kind: str = "digit") -> int:
+    """A near miss of ``number`` from ``pool``, its words different from ``number``'s: for ``kind="digit"`` a random
+    one-digit change, for ``kind="typo"`` a random typo of a random edit kind among those the pool has; else (none
+    in the pool) the closest number in the pool."""
+    answer = number_words(number, lang)
+    if kind == "digit":
+        groups = [near_miss_candidates(number, width)]
+    elif kind == "typo":
+        groups = list(typo_candidates(number).values())
+    else:
+        raise ValueError(f"Unknown near-miss kind {kind!r}; use 'typo' or 'digit'.")
+    groups = [g for g in ([m for m in g if m in pool and number_words(m, lang) != answer] for g in groups) if g]
+    if groups:  # (one draw when there is one group: a kind is only drawn when there is a choice of kinds)
+        return rng.choice(groups[0] if len(groups) == 1 else rng.choice(groups))
+    others = sorted((m for m in pool if m != number and number_words(m, lang) != answer), key=lambda m: abs(m - number))
+    if not others:
+        raise ValueError(f"No near miss for {number}: its split has no other number. Use a larger number range.")
+    return others[0]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One preference pair of the task: a prompt, its correct answer and a near miss."""
+
+    number: int
+    rejected_number: int
+    lang: str
+
+    @property
+    def prompt(self) -> str:
+        return prompt_text(self.number, self.lang)
+
+    @property
+    def chosen(self) -> str:
+        return number_words(self.number, self.lang)
+
+    @property
+    def rejected(self) -> str:
+        return number_words(self.rejected_number, self.lang)
+
+    def row(self) -> dict[str, list[dict[str, str]]]:
+        """The pair as a conversational preference row (explicit prompt), as ``CPOTrainer`` takes it."""
+        return {
+            "prompt": [{"role": "user", "content": self.prompt}],
+            "chosen": [{"role": "assistant", "content": self.chosen}],
+            "rejected": [{"role": "assistant", "content": self.rejected}],
+        }
+
+
+def split_numbers(high: int, sizes: dict[str, int], seed: int) -> dict[str, list[int]]:
+    """Shuffle ``0..high`` with ``seed`` and cut it into disjoint splits of the given sizes (train: the rest)."""
+    numbers = list(range(high + 1))
+    random.Random(seed).shuffle(numbers)
+    out, start = {}, 0
+    for name in ("test", "validation"):
+        out[name] = numbers[start : start + sizes[name]]
+        start += sizes[name]
+    out["train"] = numbers[start:]
+    if min(len(v) for v in out.values()) < 2:
+        raise ValueError(f"Splits {sizes} leave fewer than 2 numbers in a split of 0..{high}; use smaller sizes.")
+    return out
+
+
+def build_task(lang: str = "en", high: int = 999, test: int = 100, validation: int = 100, seed: int = 0,
+               pairs_per_number: int = 1, near_misses: str = "typo") -> dict[str, list[Pair]]:
+    """All pairs of the demo task, by split (``train``, ``validation``, ``test``).
+
+    Args:
+        lang: a key of :data:`LANGUAGES`.
+        high: numbers are ``0..high``.
+        test, validation: numbers held out in each of those splits; the rest are train numbers.
+        seed: drives the split and the choice of near misses.
+        pairs_per_number: near misses per number (each a separate pair, each one different when possible).
+        near_misses: ``typo`` or ``digit`` (see the module docstring).
+
+    Returns:
+        ``{split: [Pair, ...]}``, pairs ordered as their numbers were shuffled.
+    """
+    prompt_text(0, lang)  # validates lang
+    width = len(str(high))
+    numbers = split_numbers(high, {"test": test, "validation": validation}, seed)
+    rng = random.Random(seed + 1)
+    task = {}
+    for name in SPLITS:
+        pool = set(numbers[name])
+        pairs = []
+        for number in numbers[name]:
+            used: set[int] = set()
+            for _ in range(pairs_per_number):
+                candidates = pool - used if len(pool - used) > 1 else pool
+                rejected = pick_near_miss(number, candidates, width, lang, rng, near_misses)
+                used.add(rejected)
+                pairs.append(Pair(number, rejected, lang))
+        task[name] = pairs
+    return task

