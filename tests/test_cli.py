@@ -84,6 +84,9 @@ def test_python_dash_m_cpo_reports_a_user_error_without_traceback(tmp_path):
 
 
 def test_demo_absent_and_present(monkeypatch, capsys):
+    import cpo
+
+    monkeypatch.delattr(cpo, "demo", raising=False)  # collected tests may have imported the real one
     monkeypatch.setitem(sys.modules, "cpo.demo", None)  # as if cpo.demo were not installed
     assert main(["demo"]) == 2
     assert "has no demo" in capsys.readouterr().err
@@ -91,6 +94,7 @@ def test_demo_absent_and_present(monkeypatch, capsys):
     demo.add_arguments = lambda parser: parser.add_argument("--steps", type=int, default=1)
     demo.run = lambda args: 7 if args.steps == 3 else 0
     monkeypatch.setitem(sys.modules, "cpo.demo", demo)
+    monkeypatch.setattr(cpo, "demo", demo, raising=False)
     assert main(["demo", "--steps", "3"]) == 7
 
 

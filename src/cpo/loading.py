@@ -188,4 +188,9 @@ def load_model_and_tokenizer(name_or_path: str, *, dtype: str | None = None, att
         raise UsageError(f"This installation cannot {what}: {err}") from err
     except OSError as err:
         raise UsageError(f"Cannot load the model {name_or_path!r}: {_first_line(err)}") from err
-    return model, load_tokenizer(name_or_path, trust_remote_code)
+    tokenizer = load_tokenizer(name_or_path, trust_remote_code)
+    if str(name_or_path).endswith(".gguf"):
+        from .gguf import align_special_tokens
+
+        align_special_tokens(model, tokenizer)  # generate() then stops at the chat template's end of turn
+    return model, tokenizer

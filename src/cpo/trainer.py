@@ -64,14 +64,14 @@ class CPOTrainer(Trainer):
                 "Give a `train_dataset` (or, to evaluate only, an `eval_dataset`) of 'chosen' / 'rejected' "
                 "(and optionally 'prompt') rows."
             )
+        model_name = model
         model = self._init_model(model, args, peft_config, model_init)
         self.is_encoder_decoder = bool(
             getattr(text_config(model), "is_encoder_decoder", False) if model is not None else args.is_encoder_decoder
         )
         if processing_class is None:
-            processing_class = AutoTokenizer.from_pretrained(
-                model.config._name_or_path, trust_remote_code=args.trust_remote_code
-            )
+            processing_class = self._load_tokenizer(model_name if isinstance(model_name, str) else
+                                                    model.config._name_or_path, args.trust_remote_code)
         self._init_special_tokens(model, processing_class)
         if args.disable_dropout:
             disable_dropout(model)
@@ -118,6 +118,14 @@ class CPOTrainer(Trainer):
         self._check_distribution()
 
     # ----------------------------------------------------------------------------------------------- setup
+
+    @staticmethod
+    def _load_tokenizer(name_or_path: str, trust_remote_code: bool):
+        if str(name_or_path).endswith(".gguf"):
+            from .gguf import load_gguf_tokenizer
+
+            return load_gguf_tokenizer(name_or_path)
+        return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
 
     @staticmethod
     def _init_model(model, args: CPOConfig, peft_config, model_init):
