@@ -170,11 +170,12 @@ def test_train_from_a_gguf_file_goes_through_cpo_gguf(tiny, pairs, tmp_path, mon
     fake.load_gguf_model = lambda path, dtype=None: calls.append(("model", path)) or (
         AutoModelForCausalLM.from_pretrained(tiny))
     fake.load_gguf_tokenizer = lambda path: calls.append(("tokenizer", path)) or AutoTokenizer.from_pretrained(tiny)
+    fake.align_special_tokens = lambda model, tokenizer: calls.append(("align", type(model).__name__))
     monkeypatch.setitem(sys.modules, "cpo.gguf", fake)
     argv = ["train", "--model_name_or_path", str(gguf_file), "--dataset_name", str(pairs), "--output_dir",
             str(tmp_path / "out"), "--max_steps", "1", "--eval_strategy", "no", "--max_length", "64"]
     assert main(argv) == 0
-    assert calls == [("model", str(gguf_file)), ("tokenizer", str(gguf_file))]
+    assert calls == [("model", str(gguf_file)), ("tokenizer", str(gguf_file)), ("align", "Qwen2ForCausalLM")]
     assert (tmp_path / "out" / "model.safetensors").is_file()
     monkeypatch.setitem(sys.modules, "cpo.gguf", None)  # an installation without GGUF support
     assert main(argv) == 2
