@@ -1,5 +1,5 @@
-"""Real multi-process runs (DDP over gloo on this CPU), a job killed with SIGKILL and resumed, and what happens
-when FSDP is asked for on a CPU-only machine. Each run is a subprocess of tests/jobs/cpo_job.py."""
+"""Real multi-process runs on this CPU over gloo (DDP, and FSDP2, which the trainer runs where accelerate alone
+would fall back to DDP), jobs killed with SIGKILL and resumed. Each run is a subprocess of tests/jobs/cpo_job.py."""
 
 import json
 import os
@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 
 JOB = str(ROOT / "tests" / "jobs" / "cpo_job.py")
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
+FSDP = [*ACCELERATE, "--config_file", str(ROOT / "examples" / "accelerate" / "fsdp.yaml")]
 LAUNCH = [*ACCELERATE, "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 
 
@@ -65,10 +66,43 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(resumed[1][name], weight, rtol=0, atol=1e-7)
 
 
-def test_fsdp_on_cpu_is_reported_as_the_ddp_run_it_becomes(tmp_path):
-    """accelerate 1.15 enables FSDP only on GPU-like devices; on CPU it runs DDP, and the trainer says so."""
-    res = job(tmp_path / "fsdp", "--max_steps", "1", "--batch", "4",
-              launcher=[*ACCELERATE, "--config_file", str(ROOT / "examples" / "accelerate" / "fsdp.yaml")])
-    setup = json.loads((tmp_path / "fsdp" / "setup.json").read_text())
-    assert setup["distributed_type"] == "DistributedType.MULTI_CPU" and not setup["fsdp"]
-    assert "FSDP was requested, but accelerate enables it only on GPU-like devices" in res.stderr
+@pytest.mark.parametrize("layout", ["padded", "both"])
+def test_fsdp2_on_two_cpu_processes_equals_one_process(tmp_path, layout):
+    """examples/accelerate/fsdp.yaml on this CPU: FSDP2 really shards (accelerate alone would run DDP), the chunked
+    path reads the unsharded head the forward used, and one step equals 1 process x 8 pairs."""
+    flags = ["--max_steps", "1", "--optim", "sgd", "--lr", "0.5", "--layout", layout]
+    res = job(tmp_path / "fsdp", *flags, "--batch", "4", launcher=FSDP)
+    job(tmp_path / "one", *flags, "--batch", "8")
+    fsdp, one = results(tmp_path / "fsdp"), results(tmp_path / "one")
+    assert fsdp[2] == {"distributed_type": "DistributedType.FSDP", "processes": 2, "fsdp": True, "chunked": True,
+                       "packed": layout == "both", "shared": layout == "both", "sharded_head": True}
+    assert "Chunked log-probs: off" not in res.stderr
+    for key, value in one[0][0].items():
+        assert fsdp[0][0][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert fsdp[1].keys() == one[1].keys()
+    for name, weight in one[1].items():
+        torch.testing.assert_close(fsdp[1][name], weight, rtol=1e-5, atol=1e-6)
+
+
+def test_fsdp2_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
+    flags = ["--max_steps", "4", "--save_steps", "2", "--layout", "both", "--batch", "2"]
+    job(tmp_path / "run", *flags, "--kill_at", "3", launcher=FSDP, expect=1)  # the launcher reports its dead rank
+    assert (tmp_path / "run" / "checkpoint-2" / "pytorch_model_fsdp.bin").is_file()
+    job(tmp_path / "run", *flags, "--resume", launcher=FSDP)
+    job(tmp_path / "straight", *flags, launcher=FSDP)
+    resumed, straight = results(tmp_path / "run"), results(tmp_path / "straight")
+    assert [h["step"] for h in resumed[0]] == [1, 2, 3, 4]
+    for a, b in zip(resumed[0], straight[0]):
+        for key in ("loss", "grad_norm", "nll_loss", "rewards/margins"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-7), (a["step"], key)
+    for name, weight in straight[1].items():
+        torch.testing.assert_close(resumed[1][name], weight, rtol=0, atol=1e-7)
+
+
+def test_fsdp1_on_cpu_fails_saying_how_to_shard_on_cpu(tmp_path):
+    """accelerate's FSDP1 needs a device per process; the error says to use FSDP2, which runs here."""
+    config = tmp_path / "fsdp1.yaml"
+    config.write_text((ROOT / "examples" / "accelerate" / "fsdp.yaml").read_text().replace("fsdp_version: 2",
+                                                                                           "fsdp_version: 1"))
+    res = job(tmp_path / "fsdp1", "--max_steps", "1", launcher=[*ACCELERATE, "--config_file", str(config)], expect=1)
+    assert "FSDP1 needs a GPU-like device per process" in res.stderr and "fsdp_version: 2" in res.stderr

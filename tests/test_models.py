@@ -89,3 +89,20 @@ def test_moe_router_aux_loss_is_added_and_logged(tmp_path, tok):
     assert_parity(ours, theirs)
     for entry in ours:
         assert entry["aux_loss"] > 0 and math.isfinite(entry["aux_loss"])
+
+
+def test_head_capture_refuses_a_head_still_sharded_at_its_forward(tok):
+    """FSDP2 wrapping the LM head as its own unit leaves a DTensor where the chunked path needs the full weight."""
+    from types import SimpleNamespace
+
+    from cpo.modeling import HeadInputCapture, lm_head_of
+
+    model = tiny_qwen2(len(tok))
+    head, module, _ = lm_head_of(model)
+    capture = HeadInputCapture(module)
+    with capture, torch.no_grad():
+        model(input_ids=torch.tensor([[5, 6, 7]]))
+    assert capture.head_used(head).weight is module.weight and capture.hidden.shape == (1, 3, 64)
+    capture.weight = SimpleNamespace(full_tensor=lambda: None)  # what a sharded DTensor parameter looks like
+    with pytest.raises(RuntimeError, match="still sharded when the head runs.*chunked_logits=False"):
+        capture.head_used(head)

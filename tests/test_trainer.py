@@ -3,6 +3,7 @@
 import copy
 import logging
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -172,12 +173,16 @@ def test_generate_during_eval_writes_greedy_completions(tmp_path, tok):
     assert records[0]["completion"] == tok.decode(out[0, len(row["prompt_input_ids"]):], skip_special_tokens=True)
 
 
-def test_sharded_head_under_fsdp_or_zero3_falls_back_to_full_logits(tmp_path, tok, caplog):
-    """Under FSDP (or ZeRO-3) the head is sharded outside the forward pass, where the chunked path reads it."""
+@pytest.mark.parametrize("stage", [2, 3])
+def test_zero3_falls_back_to_full_logits(tmp_path, tok, caplog, monkeypatch, stage):
+    """ZeRO-3 gathers the head only inside its own forward, where the chunked path cannot read it; ZeRO-2 keeps it."""
     trainer = CPOTrainer(model=tiny_qwen2(len(tok)), args=train_args(tmp_path), processing_class=tok,
                          train_dataset=zen("standard_preference"))
     assert trainer._paths.head is not None
-    trainer.is_fsdp_enabled = True
+    trainer.is_deepspeed_enabled = True
+    plugin = SimpleNamespace(zero_stage=stage)
+    monkeypatch.setattr(trainer, "accelerator", SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin)))
     with caplog.at_level(logging.WARNING, logger="cpo"):
         trainer._check_distribution()
-    assert trainer._paths.head is None and "because FSDP shards the LM head" in caplog.text
+    assert (trainer._paths.head is None) == (stage == 3)
+    assert ("because DeepSpeed ZeRO-3 shards the LM head" in caplog.text) == (stage == 3)

@@ -42,6 +42,8 @@ class NonFiniteGuard:
     def check(self, model, grad_norm, step: int) -> None:
         """At the end of optimiser step ``step`` (1-based): raise, or drop the gradients, if anything was not finite."""
         loss_bad = self._bad if self._bad is not None else torch.zeros((), dtype=torch.bool)
+        if hasattr(grad_norm, "full_tensor"):
+            grad_norm = grad_norm.full_tensor()  # FSDP2: the norm is a DTensor over the shards
         norm = torch.as_tensor(grad_norm if grad_norm is not None else 0.0, dtype=torch.float32)
         flags = torch.stack([loss_bad.float().cpu(), (~torch.isfinite(norm)).float().cpu()])
         rows, self._bad, self._rows = self._rows, None, []

@@ -10,7 +10,7 @@ through whatever DDP/FSDP wrapper holds it), so hooks, checkpointing and MoE aux
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -23,18 +23,32 @@ logger = logging.getLogger("cpo")
 
 
 class HeadInputCapture:
-    """Forward pre-hook on the LM head: records its input and shrinks it to one position while active."""
+    """Forward pre-hook on the LM head: records its input, and the weight and bias this forward uses, and shrinks the
+    input to one position while active."""
 
     def __init__(self, head: nn.Module):
         self.hidden: torch.Tensor | None = None
+        self.weight: torch.Tensor | None = None
+        self.bias: torch.Tensor | None = None
         self.active = False
         self._handle = head.register_forward_pre_hook(self._hook)
 
     def _hook(self, module, args):
         if not self.active:
             return None
-        self.hidden = args[0]
+        self.hidden, self.weight, self.bias = args[0], module.weight, module.bias
         return (args[0][..., :1, :], *args[1:])
+
+    def head_used(self, head: LMHead) -> LMHead:
+        """``head`` with the parameters the forward just used: FSDP2 swaps unsharded ones in for the forward and
+        keeps the root module's until its backward, so these are the full tensors autograd must reach."""
+        if self.weight is None:
+            return head
+        if hasattr(self.weight, "full_tensor"):
+            raise RuntimeError("The LM head's weight is still sharded when the head runs: FSDP wraps the head as its "
+                               "own unit. Leave the LM head to the root module (fsdp_auto_wrap_policy: "
+                               "TRANSFORMER_BASED_WRAP), or set chunked_logits=False.")
+        return replace(head, weight=self.weight, bias=self.bias)
 
     def __enter__(self):
         self.active, self.hidden = True, None
@@ -126,10 +140,10 @@ def forward_logps(
     if capture is not None and head is not None:
         with capture:
             out = model(**inputs)
-        hidden = capture.hidden
-        capture.hidden = None
+        hidden, used = capture.hidden, capture.head_used(head)
+        capture.hidden = capture.weight = capture.bias = None
         hidden = hidden.reshape(-1, hidden.shape[-1])[positions]  # (N, H): completion positions only
-        logps, means = chunked_token_logps(hidden, head, target_ids, chunk_size)
+        logps, means = chunked_token_logps(hidden, used, target_ids, chunk_size)
     else:
         out = model(**inputs)
         logits = out.logits

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 from typing import Any
 
@@ -13,6 +12,7 @@ from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, Trainer
 
 from .config import CPOConfig
+from .distributed import enable_fsdp_on_cpu, explain_accelerator_error, head_sharding, warn_dropped_sharding
 from .generate import log_eval_generations
 from .guard import NonFiniteGuard
 from .layouts import EncoderDecoderCollator
@@ -202,21 +202,24 @@ class CPOTrainer(Trainer):
                             num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory)
         return self.accelerator.prepare(loader)
 
+    def create_accelerator_and_postprocess(self) -> None:
+        try:
+            super().create_accelerator_and_postprocess()
+        except RuntimeError as err:
+            raise explain_accelerator_error(err, self.args) from err
+        if enable_fsdp_on_cpu(self.accelerator, self.args):
+            self.is_fsdp_enabled = True
+
     def _check_distribution(self) -> None:
-        """Say when a requested FSDP/DeepSpeed run is not one (accelerate runs them only on accelerators), and use
-        the model's own head where FSDP or ZeRO-3 shard it outside the forward pass (the chunked path reads it)."""
-        for env, name, on in (("ACCELERATE_USE_FSDP", "FSDP", self.is_fsdp_enabled),
-                              ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed", self.is_deepspeed_enabled)):
-            if os.environ.get(env, "false").lower() == "true" and not on:
-                logger.warning(f"{name} was requested, but accelerate enables it only on GPU-like devices: this run is "
-                               f"{self.accelerator.distributed_type.value} instead.")
-        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
-        zero3 = self.is_deepspeed_enabled and plugin is not None and plugin.zero_stage == 3
-        if self._paths.head is not None and (self.is_fsdp_enabled or zero3):
+        """Say when a requested FSDP/DeepSpeed run is not one, and use the model's own head where ZeRO-3 shards it
+        outside the forward pass (the chunked path reads it)."""
+        warn_dropped_sharding(self.accelerator, self.is_fsdp_enabled, self.is_deepspeed_enabled)
+        sharding = head_sharding(self.accelerator, self.is_deepspeed_enabled)
+        if self._paths.head is not None and sharding is not None:
             self._paths.capture.remove()
             self._paths.capture = self._paths.head = None
-            logger.warning(f"Chunked log-probs: off, because {'FSDP' if self.is_fsdp_enabled else 'DeepSpeed ZeRO-3'} "
-                           "shards the LM head outside the forward pass; the model computes full logits.")
+            logger.warning(f"Chunked log-probs: off, because {sharding} shards the LM head outside the forward pass; "
+                           "the model computes full logits.")
 
     def _remove_unused_columns(self, dataset, description: str | None = None):
         return dataset  # our datasets hold exactly the tokenized columns the collator needs

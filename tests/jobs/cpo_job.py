@@ -67,7 +67,8 @@ def main() -> None:
         Path(a.out, "setup.json").write_text(json.dumps({
             "distributed_type": str(trainer.accelerator.distributed_type), "processes": trainer.accelerator.num_processes,
             "fsdp": bool(trainer.is_fsdp_enabled), "chunked": trainer._paths.head is not None,
-            "packed": collator.packed, "shared": collator.shared_prompt}))
+            "packed": collator.packed, "shared": collator.shared_prompt,
+            "sharded_head": type(trainer.model.lm_head.weight).__name__ == "DTensor"}))
 
 
 if __name__ == "__main__":
