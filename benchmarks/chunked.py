@@ -4,7 +4,8 @@ Side by side, in one run: the naive reference (``(N, V)`` logits, fp32 log-softm
 chunk sizes, for N scored positions, hidden 512 and V in {32000, 151936}. Reports the seconds of forward and of
 forward + backward, and the peak RSS each adds, each in a fresh process. The chunked backward recomputes each
 chunk's logits (one more (C, H) @ (H, V) matmul per chunk than the naive path); the forward/backward split shows
-what that costs, and the chunk-size sweep picks the default (about 32 MiB of fp32 logits per chunk).
+what that costs, and the chunk-size sweep picks the default (about 32 MiB of fp32 logits per chunk, at least 256
+positions).
 """
 
 from __future__ import annotations

@@ -150,5 +150,6 @@ def test_bf16_error_no_worse_than_naive_bf16(seed):
 
 def test_default_chunk_size_budget():
     assert default_chunk_size(32000) == 262  # 32 MiB / (4 B * 32000)
-    assert default_chunk_size(151936) == 55
-    assert default_chunk_size(10**9) == 1
+    assert default_chunk_size(8000) == 1048
+    assert default_chunk_size(151936) == 256  # 55 by the budget: too few rows for an efficient matmul
+    assert default_chunk_size(10**9, min_rows=1) == 1

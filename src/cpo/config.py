@@ -77,7 +77,8 @@ class CPOConfig(TrainingArguments):
         chunked_logits: compute log-probs from hidden states chunk by chunk, never materialising the ``(B, T, V)``
             logits, and only at completion positions (default on; the trainer falls back to the model's own head,
             with a logged reason, where the head is not a plain linear layer).
-        logits_chunk_size: positions per chunk; ``None`` sizes a chunk at about 32 MiB of fp32 logits.
+        logits_chunk_size: positions per chunk; ``None`` sizes a chunk at about 32 MiB of fp32 logits, and at least
+            256 positions.
         padding_free: concatenate the sequences of a batch into rows without padding, with position ids restarting
             at each sequence and attention that never crosses a sequence boundary. ``None`` (default) turns it on
             where a probe batch verifies it with the model's attention implementation; ``True`` requires it.
@@ -145,7 +146,7 @@ class CPOConfig(TrainingArguments):
         default=True, metadata={"help": "Compute log-probs chunk by chunk from hidden states (no (B, T, V) logits)."}
     )
     logits_chunk_size: int | None = field(
-        default=None, metadata={"help": "Positions per logits chunk; default sizes a chunk at about 32 MiB."}
+        default=None, metadata={"help": "Positions per logits chunk; default: about 32 MiB of fp32 logits, at least 256 positions."}
     )
     padding_free: bool | None = field(
         default=None, metadata={"help": "Pack sequences into rows without padding (default: on where verified)."}
