@@ -31,8 +31,6 @@ def enable_fsdp_on_cpu(accelerator, args) -> bool:
     if not fsdp_requested(args) or state.distributed_type != DistributedType.MULTI_CPU:
         return False
     plugin = FullyShardedDataParallelPlugin(**(args.fsdp_plugin_args or {}))
-    if plugin.cpu_offload and getattr(plugin.cpu_offload, "offload_params", False):
-        plugin.cpu_offload = None  # the parameters already live on the CPU
     state.distributed_type = DistributedType.FSDP
     PartialState._shared_state["distributed_type"] = DistributedType.FSDP  # as accelerate does: later states copy it
     state.fsdp_plugin = plugin

@@ -42,8 +42,6 @@ class HeadInputCapture:
     def head_used(self, head: LMHead) -> LMHead:
         """``head`` with the parameters the forward just used: FSDP2 swaps unsharded ones in for the forward and
         keeps the root module's until its backward, so these are the full tensors autograd must reach."""
-        if self.weight is None:
-            return head
         if hasattr(self.weight, "full_tensor"):
             raise RuntimeError("The LM head's weight is still sharded when the head runs: FSDP wraps the head as its "
                                "own unit. Leave the LM head to the root module (fsdp_auto_wrap_policy: "
