@@ -36,13 +36,10 @@ CASES = [
 
 
 def tokenizer(name: str):
-    from helpers import shared
-    from transformers import AutoTokenizer, GPT2TokenizerFast
+    """The real GPT-2 or Qwen2 tokenizer of tests/assets (as the parity tests use)."""
+    from helpers import load_tokenizer
 
-    if name == "gpt2":
-        d = shared("tokenizers", "gpt2")
-        return GPT2TokenizerFast(str(d / "vocab.json"), str(d / "merges.txt"))
-    return AutoTokenizer.from_pretrained(str(shared("tokenizers", "qwen2")), gguf_file="ggml-vocab-qwen2.gguf")
+    return load_tokenizer(name, Path(tempfile.mkdtemp(prefix="cpo-parity-")))
 
 
 def largest_difference(ours: list[dict], theirs: list[dict], skip: set[str]) -> dict:

@@ -2,10 +2,13 @@
 
 Same model (Qwen2 from config: hidden 512, 8 layers, V 32000, tied embeddings), same pairs in the same order, same
 pairs per optimiser step (8), default settings otherwise (gradient checkpointing on, fp32). Two data sets with real
-lengths:
+lengths, from ``--data_dir`` (default: the slices in tests/assets, repeated as needed; the README's numbers were
+measured with ``--data_dir ../shared/data``, the full sets):
 
 - ``mt``: ALMA prompts built from WMT'22 de-en sources; chosen = the human reference, rejected = GPT-4's output;
 - ``chat``: Anthropic HH-RLHF harmless-base test dialogues (implicit prompt), those that fit in max_length.
+
+The tokenizer is a byte-level BPE of at most 32000 ids trained on the same folder's texts (``common.bpe_tokenizer``).
 
 Tokens are counted as a user would: prompt, chosen and rejected tokens of each pair (the prompt once), not padded
 positions. Each path runs in a fresh process: one warm-up step, then --steps timed steps.
@@ -16,8 +19,9 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+from pathlib import Path
 
-from common import SHARED, bpe_tokenizer, emit, machine, qwen2_model, run_worker
+from common import ASSETS, bpe_tokenizer, emit, hh_rlhf_file, machine, qwen2_model, run_worker
 
 PATHS = {
     "trl": None,
@@ -30,19 +34,25 @@ PATHS = {
 MAX_LENGTH = 1024
 
 
-def mt_rows(n: int) -> list[dict]:
-    base = SHARED / "wmt22"
+def repeat(rows: list[dict], n: int) -> list[dict]:
+    """The first ``n`` rows, the list repeated as often as needed (the in-repo slices are short)."""
+    if not rows:
+        raise ValueError("No usable rows in the data folder.")
+    return (rows * (n // len(rows) + 1))[:n]
+
+
+def mt_rows(data_dir: Path, n: int) -> list[dict]:
+    base = data_dir / "wmt22"
     src = (base / "wmt-testset" / "deen" / "test.de-en.de").read_text(encoding="utf-8").splitlines()
     ref = (base / "wmt-testset" / "deen" / "test.de-en.en").read_text(encoding="utf-8").splitlines()
     gpt4 = (base / "GPT-4-1106-preview" / "deen" / "test.de-en.en").read_text(encoding="utf-8").splitlines()
-    return [{"prompt": f"Translate this from German to English:\nGerman: {s}\nEnglish:", "chosen": f" {r}",
-             "rejected": f" {g}"} for s, r, g in zip(src, ref, gpt4) if r.strip() and g.strip() and r != g][:n]
+    return repeat([{"prompt": f"Translate this from German to English:\nGerman: {s}\nEnglish:", "chosen": f" {r}",
+                    "rejected": f" {g}"} for s, r, g in zip(src, ref, gpt4) if r.strip() and g.strip() and r != g], n)
 
 
-def chat_rows(n: int, tokenizer) -> list[dict]:
-    path = SHARED / "chat-preference" / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
+def chat_rows(data_dir: Path, n: int, tokenizer) -> list[dict]:
     rows = []
-    with gzip.open(path, "rt", encoding="utf-8") as f:
+    with gzip.open(hh_rlhf_file(data_dir), "rt", encoding="utf-8") as f:
         for line in f:
             row = json.loads(line)
             longest = max(len(tokenizer(row[k])["input_ids"]) for k in ("chosen", "rejected"))
@@ -50,7 +60,7 @@ def chat_rows(n: int, tokenizer) -> list[dict]:
                 rows.append({"chosen": row["chosen"], "rejected": row["rejected"]})
             if len(rows) == n:
                 break
-    return rows
+    return repeat(rows, n)
 
 
 def data_tokens(trainer_dataset) -> list[int]:
@@ -68,8 +78,9 @@ def worker(args) -> None:
     from transformers import TrainerCallback
 
     torch.manual_seed(0)
-    tok = bpe_tokenizer(32000)
-    rows = mt_rows(args.pairs * (args.steps + 1)) if args.data == "mt" else chat_rows(args.pairs * (args.steps + 1), tok)
+    data_dir, n = Path(args.data_dir), args.pairs * (args.steps + 1)
+    tok = bpe_tokenizer(data_dir, 32000)
+    rows = mt_rows(data_dir, n) if args.data == "mt" else chat_rows(data_dir, n, tok)
     common = dict(output_dir=f"/tmp/cpo-throughput-{args.data}", per_device_train_batch_size=args.pairs,
                   max_steps=args.steps + 1, logging_steps=1, learning_rate=1e-6, report_to="none", save_strategy="no",
                   disable_tqdm=True, bf16=False, max_length=MAX_LENGTH, seed=0)
@@ -117,16 +128,19 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=8, help="pairs per optimiser step")
     parser.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up step")
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--data_dir", default=str(ASSETS),
+                        help="folder with wmt22/ and chat-preference/hh-rlhf/ (default: tests/assets; the README's "
+                        "numbers: ../shared/data)")
     args = parser.parse_args()
     if args.worker:
         return worker(args)
     emit({"benchmark": "throughput", "machine": machine(), "pairs_per_step": args.pairs, "timed_steps": args.steps,
-          "model": "Qwen2 hidden 512, 8 layers, V 32000"})
+          "model": "Qwen2 hidden 512, 8 layers, V 32000", "data_dir": args.data_dir})
     for data in args.datasets:
         base = None
         for path in args.paths:
             result = run_worker(["--path", path, "--data", data, "--pairs", str(args.pairs), "--steps",
-                                 str(args.steps)], args.timeout)
+                                 str(args.steps), "--data_dir", args.data_dir], args.timeout)
             if path == "trl" and result.get("status") == "ok":
                 base = result["pairs_per_s"]
             if base and result.get("status") == "ok":

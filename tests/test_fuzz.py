@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cpo import CPOTrainer
-from cpo.data import ROLES, RowError, detect_format
+from cpo.rows import ROLES, RowError, detect_format
 from cpo.tokenization import TokenizeSpec, tokenize_batch
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,

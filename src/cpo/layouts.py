@@ -19,8 +19,6 @@ from dataclasses import dataclass
 
 import torch
 
-IGNORE = -100
-
 
 @dataclass
 class _Unit:

@@ -1,4 +1,5 @@
-"""Model plumbing: load, find the LM head, capture its input, build attention inputs, run the forward pass.
+"""Model plumbing: load a model and tokenizer, find the LM head, capture its input, build attention inputs, run the
+forward pass.
 
 The chunked path needs the hidden states that enter the LM head, not the logits. :class:`HeadInputCapture` is a
 forward pre-hook on the head: while active, it keeps the head's input (the exact tensor the head would see, so any
@@ -15,7 +16,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from .chunked import LMHead, chunked_token_logps, head_logits
+from .chunked import LMHead, chunked_token_logps
 from .layouts import block_mask
 from .logprobs import token_logps_from_logits
 
@@ -149,41 +150,6 @@ def forward_logps(
     return ForwardOutput(logps, means, getattr(out, "aux_loss", None) if router_logits else None)
 
 
-def probe_inputs(model: nn.Module, length: int = 6) -> dict[str, torch.Tensor]:
-    """A tiny deterministic batch for self-checks: two rows of token ids from the start of the vocabulary."""
-    device = next(model.parameters()).device
-    vocab = int(getattr(text_config(model), "vocab_size", 0) or 32)
-    gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(low=min(3, vocab - 1), high=vocab, size=(2, length), generator=gen).to(device)
-    inputs = {"input_ids": ids, "use_cache": False}
-    if getattr(text_config(model), "is_encoder_decoder", False):
-        inputs["decoder_input_ids"] = ids[:, : length // 2]
-    return inputs
-
-
-def verify_head(model: nn.Module, capture: HeadInputCapture, head: LMHead) -> str:
-    """Check that ``head(captured hidden)`` reproduces the model's own logits; returns "" or why not."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            inputs = probe_inputs(model)
-            expected = model(**inputs).logits.float()
-            with capture:
-                model(**inputs)
-            hidden = capture.hidden
-            capture.hidden = None
-            got = head_logits(hidden.reshape(-1, hidden.shape[-1]), head).float().reshape(expected.shape)
-    finally:
-        model.train(was_training)
-    tol = 1e-4 if got.dtype == torch.float32 and hidden.dtype == torch.float32 else 2e-2
-    err = (got - expected).abs().max().item() / max(expected.abs().max().item(), 1.0)
-    if not err <= tol:
-        return (f"the model's logits are not a linear head of its last hidden states (relative error {err:.2e}); "
-                "it post-processes them in a way the chunked path does not know")
-    return ""
-
-
 def disable_dropout(model: nn.Module) -> None:
     """Zero every dropout: ``nn.Dropout`` modules and the float ``attention_dropout`` attributes of attention
     layers (which transformers applies functionally, not through a module)."""
@@ -215,3 +181,15 @@ def load_model(name_or_path: str, init_kwargs: dict | None = None, trust_remote_
     config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=kwargs["trust_remote_code"])
     auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
     return auto.from_pretrained(name_or_path, **kwargs)
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    """The tokenizer of a hub model, a local folder or a ``.gguf`` file (whose BOS, EOS and pad are set from its
+    chat template, see :func:`cpo.gguf.load_gguf_tokenizer`)."""
+    if str(name_or_path).endswith(".gguf"):
+        from .gguf import load_gguf_tokenizer
+
+        return load_gguf_tokenizer(name_or_path)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)

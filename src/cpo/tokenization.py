@@ -22,29 +22,37 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import DatasetFormat, RowError, detect_format, render_chat, validate_row
+from .rows import DatasetFormat, RowError, common_prefix_length, detect_format, render_chat, validate_row
 
 logger = logging.getLogger("cpo")
 
 ID_COLUMNS = ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids", "row_index")
 STATUS_COLUMNS = ("skip_reason", "prompt_truncated", "completion_truncated")
-ENC_DEC_DEFAULT_COMPLETION_LENGTH = 128
+# Tokens of a completion when nothing else bounds it: encoder-decoder labels, generate_during_eval answers (as TRL).
+DEFAULT_COMPLETION_LENGTH = 128
 # The code that turns rows into ids: part of the cache fingerprint, so an edited tokenizer path never reuses stale ids
 # (datasets hashes a map function by itself, not the helpers it calls).
 _CODE_HASH = hashlib.sha256(
-    b"".join(Path(__file__).with_name(n).read_bytes() for n in ("tokenization.py", "data.py"))
+    b"".join(Path(__file__).with_name(n).read_bytes() for n in ("tokenization.py", "rows.py"))
 ).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
 class TokenizeSpec:
-    """What :func:`tokenize_batch` needs from the config."""
+    """What :func:`tokenize_batch` needs from the config (see :class:`cpo.CPOConfig` for each field and its
+    default; here ``None`` means no limit)."""
 
-    max_length: int | None = 1024
+    max_length: int | None = None
     max_completion_length: int | None = None
     prompt_overflow: str = "keep_end"
     invalid_rows: str = "raise"
     is_encoder_decoder: bool = False
+
+    @classmethod
+    def from_config(cls, args, is_encoder_decoder: bool = False) -> TokenizeSpec:
+        """The spec of a :class:`cpo.CPOConfig`."""
+        return cls(args.max_length, args.max_completion_length, args.prompt_overflow, args.invalid_rows,
+                   is_encoder_decoder)
 
 
 def truncate_row(
@@ -125,7 +133,7 @@ def tokenize_batch(
     texts, reasons = _texts(batch, indices, fmt, tokenizer, spec)
     kept = [t for t in texts if t is not None]
     if spec.is_encoder_decoder:
-        limit = spec.max_completion_length or ENC_DEC_DEFAULT_COMPLETION_LENGTH
+        limit = spec.max_completion_length or DEFAULT_COMPLETION_LENGTH
         prompts = _encode(tokenizer, [t[0] for t in kept], add_special_tokens=True)
         chosen = _encode(tokenizer, [t[1] for t in kept], add_special_tokens=True, truncation=True, max_length=limit)
         rejected = _encode(tokenizer, [t[2] for t in kept], add_special_tokens=True, truncation=True, max_length=limit)
@@ -159,19 +167,37 @@ def _split_common_prefix(full_c: list[list[int]], full_r: list[list[int]]):
     the character-level prefix ("to b|reak" / "to b|ecome") goes whole to the completions, as its canonical tokens."""
     prompts, chosen, rejected = [], [], []
     for c, r in zip(full_c, full_r):
-        n = 0
-        while n < min(len(c), len(r)) and c[n] == r[n]:
-            n += 1
+        n = common_prefix_length(c, r)
         prompts.append(c[:n])
         chosen.append(c[n:])
         rejected.append(r[n:])
     return prompts, chosen, rejected
 
 
-def _add_special_tokens(tokenizer, prompts, chosen, rejected):
+def with_prompt_start(tokenizer, prompt_ids: list[int]) -> list[int]:
+    """The start rule of a plain-text prompt: BOS first when the tokenizer has one (unless already there); without a
+    BOS an empty prompt becomes ``[EOS]``, so the first completion token is still predicted from something.
+
+    Training (:func:`tokenize_batch`) and generation (:func:`encode_prompts`) both use this rule, so a model is
+    prompted at test time with exactly the ids it was trained on.
+    """
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     start = bos if bos is not None else eos
-    prompts = [p if p[:1] == [start] or (bos is None and p) else [start] + p for p in prompts]
+    if prompt_ids[:1] == [start] or (bos is None and prompt_ids):
+        return list(prompt_ids)
+    return [start, *prompt_ids]
+
+
+def encode_prompts(tokenizer, prompts: list[str], templated: bool) -> list[list[int]]:
+    """Token ids of prompt texts exactly as :func:`tokenize_batch` makes them: no special tokens added to a
+    chat-templated prompt (``templated``), :func:`with_prompt_start` applied to a plain one."""
+    ids = _encode(tokenizer, list(prompts), add_special_tokens=False)
+    return ids if templated else [with_prompt_start(tokenizer, p) for p in ids]
+
+
+def _add_special_tokens(tokenizer, prompts, chosen, rejected):
+    eos = tokenizer.eos_token_id
+    prompts = [with_prompt_start(tokenizer, p) for p in prompts]
     chosen = [c if c[-1:] == [eos] else c + [eos] for c in chosen]
     rejected = [r if r[-1:] == [eos] else r + [eos] for r in rejected]
     return prompts, chosen, rejected

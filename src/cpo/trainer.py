@@ -9,22 +9,35 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from transformers import AutoTokenizer, Trainer
+from transformers import Trainer
 
+from .batching import TokenBudgetBatchSampler, pair_tokens
 from .config import CPOConfig
 from .distributed import enable_fsdp_on_cpu, explain_accelerator_error, head_sharding, warn_dropped_sharding
-from .generate import log_eval_generations
+from .fastpaths import select_paths
+from .generation import log_eval_generations
 from .guard import NonFiniteGuard
 from .layouts import EncoderDecoderCollator
 from .logprobs import average_logps, sequence_logps
 from .losses import cpo_objective, uses_average_logps
 from .metrics import MetricSums
-from .modeling import attention_implementation, disable_dropout, forward_logps, load_model, text_config
-from .paths import select_paths
-from .sampling import TokenBudgetBatchSampler, pair_tokens
-from .tokenization import TokenizeSpec, prepare_dataset
+from .modeling import (
+    attention_implementation,
+    disable_dropout,
+    forward_logps,
+    load_model,
+    load_tokenizer,
+    text_config,
+)
+from .tokenization import DEFAULT_COMPLETION_LENGTH, TokenizeSpec, prepare_dataset
 
 logger = logging.getLogger("cpo")
+
+
+def side_logit_sums(token_logit_means: torch.Tensor, target_seq: torch.Tensor, num_pairs: int) -> torch.Tensor:
+    """``(N,), (N,) -> (2,)``: the sums of the per-token logit means over the chosen and the rejected completions."""
+    is_chosen = target_seq < num_pairs
+    return torch.stack([token_logit_means[is_chosen].sum(), token_logit_means[~is_chosen].sum()])
 
 
 class CPOTrainer(Trainer):
@@ -70,19 +83,13 @@ class CPOTrainer(Trainer):
             getattr(text_config(model), "is_encoder_decoder", False) if model is not None else args.is_encoder_decoder
         )
         if processing_class is None:
-            processing_class = self._load_tokenizer(model_name if isinstance(model_name, str) else
-                                                    model.config._name_or_path, args.trust_remote_code)
+            processing_class = load_tokenizer(model_name if isinstance(model_name, str) else
+                                              model.config._name_or_path, args.trust_remote_code)
         self._init_special_tokens(model, processing_class)
         if args.disable_dropout:
             disable_dropout(model)
 
-        spec = TokenizeSpec(
-            max_length=args.max_length,
-            max_completion_length=args.max_completion_length,
-            prompt_overflow=args.prompt_overflow,
-            invalid_rows=args.invalid_rows,
-            is_encoder_decoder=self.is_encoder_decoder,
-        )
+        spec = TokenizeSpec.from_config(args, self.is_encoder_decoder)
         with args.main_process_first(desc="tokenizing the datasets"):
             if train_dataset is not None:
                 train_dataset = prepare_dataset(train_dataset, processing_class, spec, args.dataset_num_proc, "train")
@@ -118,14 +125,6 @@ class CPOTrainer(Trainer):
         self._check_distribution()
 
     # ----------------------------------------------------------------------------------------------- setup
-
-    @staticmethod
-    def _load_tokenizer(name_or_path: str, trust_remote_code: bool):
-        if str(name_or_path).endswith(".gguf"):
-            from .gguf import load_gguf_tokenizer
-
-            return load_gguf_tokenizer(name_or_path)
-        return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
 
     @staticmethod
     def _init_model(model, args: CPOConfig, peft_config, model_init):
@@ -273,24 +272,28 @@ class CPOTrainer(Trainer):
         if self.aux_loss_enabled and out.aux_loss is not None:
             loss = loss + self.aux_loss_coef * out.aux_loss * (b / num_pairs)
             self._metrics.add(split, "aux_loss", out.aux_loss, 1)
-        logit_means = self._add_metrics(split, logps[:b], logps[b:], chosen_r, rejected_r, sums, counts, out, inputs)
-        return loss * scale, logit_means
+        side_counts = torch.stack([counts[:b].sum(), counts[b:].sum()])
+        logit_sums = side_logit_sums(out.token_logit_means, inputs["target_seq"], b)
+        self._record_metrics(split, logps, sums, side_counts, (chosen_r, rejected_r), logit_sums)
+        return loss * scale, logit_sums / side_counts.clamp(min=1)
 
-    def _add_metrics(self, split, chosen_logps, rejected_logps, chosen_r, rejected_r, sums, counts, out, inputs):
-        b = chosen_logps.shape[0]
+    def _record_metrics(self, split, logps, sums, side_counts, rewards, logit_sums) -> None:
+        """Add TRL's metrics of one micro-batch to the running sums (reduced and logged at log time).
+
+        ``logps``/``sums`` are ``(2B,)`` (chosen then rejected), ``side_counts`` and ``logit_sums`` ``(2,)``
+        (chosen, rejected completion tokens), ``rewards`` the ``(B,)`` chosen and rejected rewards."""
+        chosen_r, rejected_r = rewards
+        b = chosen_r.shape[0]
         add = self._metrics.add
         add(split, "rewards/chosen", chosen_r.sum(), b)
         add(split, "rewards/rejected", rejected_r.sum(), b)
         add(split, "rewards/accuracies", (chosen_r > rejected_r).sum(), b)
         add(split, "rewards/margins", (chosen_r - rejected_r).sum(), b)
-        add(split, "logps/chosen", chosen_logps.sum(), b)
-        add(split, "logps/rejected", rejected_logps.sum(), b)
-        is_chosen = inputs["target_seq"] < b
-        chosen_logits, rejected_logits = out.token_logit_means[is_chosen].sum(), out.token_logit_means[~is_chosen].sum()
-        add(split, "logits/chosen", chosen_logits, counts[:b].sum())
-        add(split, "logits/rejected", rejected_logits, counts[b:].sum())
-        add(split, "nll_loss", -sums[:b].sum(), counts[:b].sum())
-        return torch.stack([chosen_logits / counts[:b].sum().clamp(min=1), rejected_logits / counts[b:].sum().clamp(min=1)])
+        add(split, "logps/chosen", logps[:b].sum(), b)
+        add(split, "logps/rejected", logps[b:].sum(), b)
+        add(split, "logits/chosen", logit_sums[0], side_counts[0])
+        add(split, "logits/rejected", logit_sums[1], side_counts[1])
+        add(split, "nll_loss", -sums[:b].sum(), side_counts[0])
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, _ = self._pair_loss(model, inputs, num_items_in_batch, "train")
@@ -327,7 +330,7 @@ class CPOTrainer(Trainer):
         return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
 
     def _generate_samples(self, dataset) -> None:
-        """The same few evaluation prompts (seeded) at every evaluation, completed greedily; see generate.py."""
+        """The same few evaluation prompts (seeded) at every evaluation, completed greedily; see generation.py."""
         if not hasattr(dataset, "__len__"):
             return
         k = min(self.args.eval_batch_size, len(dataset))
@@ -335,7 +338,7 @@ class CPOTrainer(Trainer):
         log_eval_generations(
             self.accelerator.unwrap_model(self.model), self.processing_class, rows, step=self.state.global_step,
             out_dir=self.args.output_dir, report_to=self.args.report_to or [],
-            max_new_tokens=self.args.max_completion_length or 128, write=self.is_world_process_zero(),
+            max_new_tokens=self.args.max_completion_length or DEFAULT_COMPLETION_LENGTH, write=self.is_world_process_zero(),
         )
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 from helpers import tiny_qwen2, zen  # noqa: E402
-from transformers import GPT2TokenizerFast, TrainerCallback  # noqa: E402
+from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
 
 from cpo import CPOConfig, CPOTrainer  # noqa: E402
 
@@ -47,7 +47,7 @@ def main() -> None:
     p.add_argument("--accelerate_config", default=None)
     a = p.parse_args()
     torch.set_num_threads(1)
-    tok = GPT2TokenizerFast(f"{a.tokenizer}/vocab.json", f"{a.tokenizer}/merges.txt")
+    tok = AutoTokenizer.from_pretrained(a.tokenizer)
     packed, shared = {"padded": (False, False), "packed": (True, False), "shared": (False, True), "both": (True, True)}[a.layout]
     args = CPOConfig(
         output_dir=a.out, per_device_train_batch_size=a.batch, gradient_accumulation_steps=a.accumulation,

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 
-import torch
-
+from ..generation import Decoding, generate_texts
+from ..rows import render_prompt
+from ..tokenization import encode_prompts
 from .task import Pair
 
 
@@ -25,46 +26,19 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower().rstrip(".").strip()
 
 
-def chat_prompts(tokenizer, prompts: list[str]) -> list[str]:
-    """Each user message rendered with the chat template and the assistant generation prompt."""
-    return [
-        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-        for p in prompts
-    ]
-
-
-@torch.no_grad()
 def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 50,
-                     progress=None) -> list[str]:
-    """Greedy answers to user messages, in batches padded on the left; decoding stops at ``tokenizer.eos_token``.
-
-    Args:
-        progress: an optional ``tqdm`` bar, advanced by the number of prompts of each batch.
+                     progress: bool = False, desc: str = "answers") -> list[str]:
+    """Greedy answers to user messages: each rendered by the chat template with the assistant's generation prompt
+    (the prompt the trainer trains on), decoded by :func:`cpo.generation.generate_texts` until the end of turn.
 
     Returns:
         The decoded answers, special tokens removed.
     """
-    texts = chat_prompts(tokenizer, prompts)
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    was_training = model.training
-    model.eval()
-    answers = []
-    try:
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(model.device)
-            out = model.generate(
-                **batch, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            # (B, prompt + new) -> (B, new): only the generated tokens
-            answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-            if progress is not None:
-                progress.update(len(texts[start : start + batch_size]))
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
-    return answers
+    texts = [render_prompt([{"role": "user", "content": p}], tokenizer) for p in prompts]
+    ids = encode_prompts(tokenizer, texts, templated=True)
+    answers = generate_texts(model, tokenizer, ids, Decoding(max_new_tokens=max_new_tokens), batch_size=batch_size,
+                             progress=progress, desc=desc)
+    return [a[0] for a in answers]
 
 
 def answer_budget(tokenizer, pairs: list[Pair], slack: int = 4) -> int:
@@ -72,14 +46,15 @@ def answer_budget(tokenizer, pairs: list[Pair], slack: int = 4) -> int:
     return max(len(tokenizer(p.chosen, add_special_tokens=False)["input_ids"]) for p in pairs) + slack
 
 
-def exact_match(model, tokenizer, pairs: list[Pair], batch_size: int = 50, progress=None) -> tuple[float, list[str]]:
+def exact_match(model, tokenizer, pairs: list[Pair], batch_size: int = 50, progress: bool = False,
+                desc: str = "exact match") -> tuple[float, list[str]]:
     """Fraction of ``pairs`` whose greedy answer equals the correct one after :func:`normalise`; and the answers.
 
     Each number is asked once, even when it has several pairs.
     """
     items = list({p.number: p for p in pairs}.values())
     answers = generate_answers(model, tokenizer, [p.prompt for p in items], answer_budget(tokenizer, items),
-                               batch_size, progress)
+                               batch_size, progress, desc)
     hits = sum(normalise(a) == normalise(p.chosen) for a, p in zip(answers, items))
     return hits / len(items), answers
 

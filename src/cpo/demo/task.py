@@ -27,18 +27,11 @@ from functools import lru_cache
 
 from num2words import num2words
 
-# The num2words languages the demo offers, with the name the prompt uses.
-LANGUAGES = {
-    "en": "English",
-    "de": "German",
-    "fr": "French",
-    "es": "Spanish",
-    "it": "Italian",
-    "nl": "Dutch",
-    "pt": "Portuguese",
-}
+from ..mt.prompts import language_name
+
+# The languages the demo offers (num2words writes them; the prompt names them as cpo.mt.prompts does).
+DEMO_LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "pt")
 SPLITS = ("train", "validation", "test")
-NEAR_MISS_KINDS = ("typo", "digit")
 _DIGITS = "0123456789"
 
 
@@ -50,9 +43,9 @@ def number_words(number: int, lang: str) -> str:
 
 def prompt_text(number: int, lang: str) -> str:
     """The user message, e.g. ``"Write 347 in German words."``."""
-    if lang not in LANGUAGES:
-        raise ValueError(f"Unknown demo language {lang!r}; use one of {', '.join(LANGUAGES)}.")
-    return f"Write {number} in {LANGUAGES[lang]} words."
+    if lang not in DEMO_LANGUAGES:
+        raise ValueError(f"Unknown demo language {lang!r}; use one of {', '.join(DEMO_LANGUAGES)}.")
+    return f"Write {number} in {language_name(lang)} words."
 
 
 def near_miss_candidates(number: int, width: int) -> list[int]:
@@ -160,7 +153,7 @@ def build_task(lang: str = "en", high: int = 999, test: int = 100, validation: i
     """All pairs of the demo task, by split (``train``, ``validation``, ``test``).
 
     Args:
-        lang: a key of :data:`LANGUAGES`.
+        lang: one of :data:`DEMO_LANGUAGES`.
         high: numbers are ``0..high``.
         test, validation: numbers held out in each of those splits; the rest are train numbers.
         seed: drives the split and the choice of near misses.

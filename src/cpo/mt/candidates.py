@@ -1,0 +1,332 @@
+"""Scored candidates, read from line-aligned WMT files, MQM annotation tables, or the JSONL of ``cpo generate``.
+
+The readers return :class:`cpo.mt.pairs.Segment` lists for :func:`cpo.mt.pairs.build_rows`:
+
+- :func:`file_segments`: a source file, a reference file and system output files, one segment a line (the layout of
+  ``wmt22/<SYSTEM>/<pair>/test.<src>-<tgt>.<tgt>``), scored by chrF/BLEU against the reference or by score files.
+- :func:`mqm_segments`: the Google MQM tables (``mqm_ted_<pair>.tsv`` with one row per error span, and
+  ``<name>.avg_seg_scores.tsv`` with the per-segment score of each system). The avg scores are *negated* MQM error
+  points (0 is a perfect translation, -25 the worst), so higher is better. Error spans are marked ``<v>...</v>`` in
+  the text; the marks are removed.
+- :func:`read_candidates` and :func:`score_candidates`: rows of a prompt (or a source sentence) and its candidate
+  answers, as ``cpo generate`` writes them, with an optional reference per row, scored by chrF/BLEU against the
+  reference, by given scores, or by a user's scorer callable.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..errors import UsageError
+from .pairs import Candidate, Segment
+from .scores import call_scorer, load_scorer, parse_score, read_score_file, sentence_scores
+from .segments import check_aligned, check_file, read_json_records, read_lines, read_segments
+
+MQM_COLUMNS = ("system", "seg_id", "source", "target")
+_SPAN_MARKS = re.compile(r"</?v>")
+
+
+def parse_named(spec: str) -> tuple[str | None, str]:
+    """``"NAME=PATH"`` -> ``(NAME, PATH)``; a bare path -> ``(None, PATH)``. A name has no ``/``."""
+    name, sep, path = spec.partition("=")
+    if sep and name and "/" not in name and "\\" not in name:
+        return name, path
+    return None, spec
+
+
+def system_names(paths: Sequence[str]) -> list[str]:
+    """Names for system files given without one: the first folder that differs between the paths
+    (``wmt22/GPT-4-1106-preview/deen/test.de-en.en`` -> ``GPT-4-1106-preview``); a single file by its file name."""
+    parts = [Path(p).resolve().parts for p in paths]
+    if len(parts) > 1:
+        for i in range(min(len(p) for p in parts)):
+            names = [p[i] for p in parts]
+            if len(set(names)) == len(names):
+                return names
+        return [str(p) for p in paths]
+    return [Path(paths[0]).name]
+
+
+def named_systems(specs: Sequence[str], reserved: str) -> list[tuple[str, str]]:
+    """``(name, path)`` for each ``--system`` argument, names made unique and distinct from ``reserved``."""
+    named = [parse_named(s) for s in specs]
+    unnamed = [path for name, path in named if name is None]
+    derived = iter(system_names(unnamed)) if unnamed else iter(())
+    out = [(name if name is not None else next(derived), path) for name, path in named]
+    names = [n for n, _ in out]
+    dup = [n for n, c in Counter(names + [reserved]).items() if c > 1]
+    if dup:
+        raise UsageError(f"Two candidates are named {dup[0]!r}. Name each system explicitly: --system NAME=PATH "
+                         f"(the reference is named {reserved!r}; change that with --reference_name).")
+    return out
+
+
+def _given_scores(names: list[str], score_specs: Sequence[str], n: int) -> dict[str, list[float | None]]:
+    files = {}
+    for spec in score_specs:
+        name, path = parse_named(spec)
+        if name is None:
+            raise UsageError(f"--scores {spec!r} names no candidate. Write --scores NAME=FILE, with NAME one of "
+                             f"{', '.join(names)}.")
+        if name not in names:
+            raise UsageError(f"--scores names {name!r}, which is not a candidate (candidates: {', '.join(names)}).")
+        files[name] = path
+    missing = [name for name in names if name not in files]
+    if missing:
+        raise UsageError(f"--metric given needs a score file for every candidate; missing: {', '.join(missing)}. Add "
+                         "--scores NAME=FILE for each (or --exclude_reference to leave the reference out).")
+    scores = {name: read_score_file(path, f"score ({name})") for name, path in files.items()}
+    for name, path in files.items():
+        check_aligned([("source", range(n)), (f"score file of {name} ({path})", scores[name])])
+    return scores
+
+
+def file_segments(src: str, ref: str, systems: Sequence[tuple[str, str]], *, metric: str, tgt_lang: str | None,
+                  src_lang: str | None = None, include_reference: bool = True, reference_name: str = "reference",
+                  score_specs: Sequence[str] = (), src_field: str | None = None,
+                  ref_field: str | None = None) -> list[Segment]:
+    """Segments from line-aligned files (or JSON records) with every candidate scored.
+
+    Args:
+        systems: ``(name, path)`` of each system output file.
+        metric: ``chrf``/``bleu`` (against the reference) or ``given`` (``score_specs``: ``NAME=FILE`` for each
+            candidate, the reference included unless ``include_reference`` is False).
+
+    Raises:
+        UsageError: missing files, misaligned counts (both given), an unknown or missing score file.
+    """
+    sources = read_segments(src, field=src_field, lang=src_lang, what="source")
+    refs = read_segments(ref, field=ref_field, lang=tgt_lang, what="reference")
+    outputs = {name: read_lines(path, f"system output ({name})") for name, path in systems}
+    n = check_aligned([(f"source {src}", sources), (f"reference {ref}", refs)]
+                      + [(f"output of {name} ({path})", outputs[name]) for name, path in systems])
+    texts = ({reference_name: refs} if include_reference else {}) | outputs
+    if len(texts) < 2:
+        raise UsageError("Pairs need at least two candidates: give one more --system (or keep the reference).")
+    if metric == "given":
+        scores = _given_scores(list(texts), score_specs, n)
+    else:
+        if score_specs:
+            raise UsageError(f"--scores files are used with --metric given only, not with --metric {metric}.")
+        scores = {name: sentence_scores(hyps, refs, metric, tgt_lang) for name, hyps in texts.items()}
+    return [Segment(i + 1, sources[i], [Candidate(name, texts[name][i], scores[name][i]) for name in texts])
+            for i in range(n)]
+
+
+def _read_tsv(path: Path, what: str) -> tuple[list[str], list[list[str]]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if len(rows) < 2:
+        raise UsageError(f"The {what} file {str(path)!r} has no rows below its header.")
+    return rows[0], rows[1:]
+
+
+def _mqm_texts(path: Path) -> tuple[dict[int, str], dict[tuple[str, int], str]]:
+    """``({seg_id: source}, {(system, seg_id): target})`` from an MQM TSV (one row per error), marks removed."""
+    header, rows = _read_tsv(path, "MQM annotation")
+    missing = [c for c in MQM_COLUMNS if c not in header]
+    if missing:
+        raise UsageError(f"The MQM file {str(path)!r} has no column {', '.join(map(repr, missing))} (columns: "
+                         f"{', '.join(header)}). Expected the Google MQM layout: {', '.join(MQM_COLUMNS)}, ...")
+    col = {c: header.index(c) for c in MQM_COLUMNS}
+    sources, targets = {}, {}
+    for n, row in enumerate(rows, start=2):
+        if len(row) < len(header) - 1:  # the last column (comment) may be absent
+            raise UsageError(f"The MQM file {str(path)!r}, line {n}, has {len(row)} fields; the header has "
+                             f"{len(header)}. Is a tab missing, or a stray quote?")
+        try:
+            seg = int(row[col["seg_id"]])
+        except ValueError:
+            raise UsageError(f"The MQM file {str(path)!r}, line {n}: seg_id {row[col['seg_id']]!r} is not an "
+                             "integer.") from None
+        sources.setdefault(seg, _SPAN_MARKS.sub("", row[col["source"]]))
+        targets.setdefault((row[col["system"]], seg), _SPAN_MARKS.sub("", row[col["target"]]))
+    return sources, targets
+
+
+def _mqm_scores(path: Path) -> tuple[dict[tuple[str, int], float], int]:
+    """``{(system, seg_id): score}`` from an ``avg_seg_scores`` file (whitespace-separated), and the count of
+    ``None`` entries (segments that were not annotated)."""
+    lines = [line for line in read_lines(path, "MQM score") if line.strip()]
+    if not lines or lines[0].split() != ["system", "mqm_avg_score", "seg_id"]:
+        raise UsageError(f"The MQM score file {str(path)!r} does not start with the header "
+                         "'system mqm_avg_score seg_id'.")
+    scores, none = {}, 0
+    for n, line in enumerate(lines[1:], start=2):
+        parts = line.split()
+        if len(parts) < 3 or not parts[-1].isdigit():
+            raise UsageError(f"The MQM score file {str(path)!r}, line {n}: expected 'SYSTEM SCORE SEG_ID', got "
+                             f"{line.strip()!r}.")
+        score = parse_score(parts[-2], str(path), n)
+        if score is None:
+            none += 1
+            continue
+        scores[(" ".join(parts[:-2]), int(parts[-1]))] = score
+    return scores, none
+
+
+def _norm(name: str) -> str:
+    """System-name key shared by the two MQM files: the TSV says ``ref``/``refB``, the scores ``ref-A``/``ref-B``."""
+    key = re.sub(r"[^a-z0-9]", "", name.lower())
+    return "refa" if key == "ref" else key
+
+
+def default_mqm_scores(tsv: str | Path) -> Path:
+    """``mqm_ted_ende.tsv`` -> ``mqm_ted_ende.avg_seg_scores.tsv`` (next to it)."""
+    p = Path(tsv)
+    return p.with_name(p.name[: -len(p.suffix)] + ".avg_seg_scores.tsv" if p.suffix else p.name + ".avg_seg_scores")
+
+
+def mqm_segments(tsv: str | Path, scores_path: str | Path | None = None, include_reference: bool = True
+                 ) -> tuple[list[Segment], list[str]]:
+    """Segments of an MQM table, each system's translation scored by its negated MQM (higher is better).
+
+    Args:
+        include_reference: keep the human references (systems named ``ref*``) as candidates.
+
+    Returns:
+        ``(segments, notes)``: segments in seg_id order; notes say what was left out and why.
+    """
+    tsv = check_file(tsv, "MQM annotation")
+    scores_path = check_file(scores_path or default_mqm_scores(tsv), "MQM score (avg_seg_scores)")
+    sources, targets = _mqm_texts(tsv)
+    scores, none = _mqm_scores(scores_path)
+    by_key = {(_norm(system), seg): s for (system, seg), s in scores.items()}
+    systems = sorted({system for system, _ in targets})
+    if not include_reference:
+        systems = [s for s in systems if not _norm(s).startswith("ref")]
+    unscored = Counter(system for (system, seg) in targets if (_norm(system), seg) not in by_key)
+    segments = [
+        Segment(seg, source, [Candidate(system, targets[(system, seg)], by_key.get((_norm(system), seg)))
+                              for system in systems if (system, seg) in targets])
+        for seg, source in sorted(sources.items())
+    ]
+    notes = [f"{none} score entries are None (segments nobody annotated) and have no text: not used"] if none else []
+    notes += [f"system {s}: {n} translations have no score in {scores_path.name}" for s, n in sorted(unscored.items())
+              if s in systems]
+    if not include_reference:
+        notes.append("reference translations (systems named ref*) left out of the candidates")
+    return segments, notes
+
+
+GENERATED_FIELDS = ("candidates", "scores", "reference_score")
+
+
+@dataclass(frozen=True)
+class CandidateRows:
+    """What :func:`read_candidates` read: one segment per row (candidates not yet scored), the reference of each row
+    (None where it has none), and whether the rows are translations (a ``source`` field) or prompts."""
+
+    segments: list[Segment]
+    references: list[str | None]
+    translation: bool
+    given_scores: list[list[float | None]] | None
+
+
+def _row_error(path, n: int, field: str, problem: str, fix: str) -> UsageError:
+    return UsageError(f"The candidates file {str(path)!r}, row {n}, field {field!r}: {problem}. {fix}")
+
+
+def _check_candidate_row(path, n: int, row) -> list[str]:
+    if not isinstance(row, dict):
+        raise _row_error(path, n, "", f"is a {type(row).__name__}, not a JSON object", "Write one object per line.")
+    cands = row.get("candidates")
+    if not isinstance(cands, list) or not all(isinstance(c, str) for c in cands):
+        raise _row_error(path, n, "candidates", f"is {type(cands).__name__}, not a list of strings",
+                         "Give each row a 'candidates' list of texts (what `cpo generate` writes).")
+    if "source" not in row and "prompt" not in row:
+        raise _row_error(path, n, "prompt", "is missing (and so is 'source')",
+                         "Give each row the prompt it answers, or the source sentence it translates.")
+    key = "source" if "source" in row else "prompt"
+    if not isinstance(row[key], (str, list)) or not row[key]:
+        raise _row_error(path, n, key, "is empty or not text / a list of messages", "Give the prompt or source.")
+    return cands
+
+
+def read_candidates(path: str, *, ref: str | None = None, reference_field: str = "reference",
+                    include_reference: bool = True, reference_name: str = "reference") -> CandidateRows:
+    """Rows of candidates from a JSON Lines (or JSON array) file, as ``cpo generate`` writes them: ``prompt`` (text or
+    messages) or ``source`` (a sentence to translate), ``candidates`` (texts), and other fields kept with the row.
+
+    The reference of a row is line ``n`` of ``ref`` (a text or JSON file, one per row), else the row's
+    ``reference_field``; with ``include_reference`` it joins the candidates as ``reference_name``. A ``scores`` list
+    (one per candidate) and a ``reference_score`` are the scores of ``--metric given``.
+
+    Raises:
+        UsageError: a malformed row (naming the row and the field), or a reference file of another length.
+    """
+    p = check_file(path, "candidates")
+    rows = read_json_records(p, "candidates")
+    if not rows:
+        raise UsageError(f"The candidates file {path!r} holds no rows.")
+    refs = read_segments(ref, field=None if not str(ref).endswith((".json", ".jsonl")) else reference_field,
+                         what="reference") if ref else None
+    if refs is not None:
+        check_aligned([(f"candidates file {path}", rows), (f"reference {ref}", refs)])
+    segments, references, given = [], [], []
+    for n, row in enumerate(rows, start=1):
+        cands = _check_candidate_row(path, n, row)
+        reference = refs[n - 1] if refs is not None else row.get(reference_field)
+        if reference is not None and not isinstance(reference, str):
+            raise _row_error(path, n, reference_field, f"is a {type(reference).__name__}", "Give the reference text.")
+        scores = row.get("scores")
+        if scores is not None and (not isinstance(scores, list) or len(scores) != len(cands)):
+            raise _row_error(path, n, "scores", f"does not hold one score for each of the {len(cands)} candidates",
+                             "Give one number per candidate, in order.")
+        candidates = [Candidate(f"candidate{j}", text, None) for j, text in enumerate(cands, start=1)]
+        row_scores = list(scores) if scores is not None else [None] * len(cands)
+        if include_reference and reference is not None:
+            candidates.insert(0, Candidate(reference_name, reference, None))
+            row_scores.insert(0, row.get("reference_score"))
+        source = row["source"] if "source" in row else row["prompt"]
+        kept = {k: v for k, v in row.items() if k not in (*GENERATED_FIELDS, "prompt", "source", reference_field)}
+        segments.append(Segment(row.get("id", n), source, candidates, kept))
+        references.append(reference)
+        given.append([_given(path, n, v) for v in row_scores])
+    translation = all("source" in row for row in rows)
+    has_given = any(row.get("scores") is not None for row in rows)
+    return CandidateRows(segments, references, translation, given if has_given else None)
+
+
+def _given(path, n: int, value) -> float | None:
+    if value is None:
+        return None
+    return parse_score(str(value), f"{path} (row {n}, field 'scores')", n)
+
+
+def score_candidates(rows: CandidateRows, *, metric: str | None = None, scorer: str | None = None,
+                     tgt_lang: str | None = None, batch_size: int = 64) -> list[Segment]:
+    """The segments of ``rows`` with every candidate scored: by chrF/BLEU against the row's reference, by the
+    ``scores`` fields (``metric="given"``), or by the user's ``scorer`` callable (see :mod:`cpo.mt.scores`).
+
+    Raises:
+        UsageError: no reference for a reference-based metric, missing given scores, or a scorer that fails (naming
+        the row and the candidate); nothing is scored partly.
+    """
+    segs = rows.segments
+    if scorer is not None:
+        if metric is not None:
+            raise UsageError("Give either --scorer or --metric, not both.")
+        fn = load_scorer(scorer)
+        refs = rows.references if any(r is not None for r in rows.references) else None
+        scores = call_scorer(fn, [s.source for s in segs], [[c.text for c in s.candidates] for s in segs], refs,
+                             ids=[s.id for s in segs], batch_size=batch_size, name=f"scorer {scorer}")
+    elif metric == "given":
+        if rows.given_scores is None:
+            raise UsageError("--metric given reads each row's 'scores' field (and 'reference_score'), and no row has "
+                             "one. Add them, or score with --metric chrf / --scorer.")
+        scores = rows.given_scores
+    else:
+        missing = next((s.id for s, r in zip(segs, rows.references) if r is None), None)
+        if missing is not None:
+            raise UsageError(f"--metric {metric or 'chrf'} scores against the reference, and row {missing} has none. "
+                             "Give --ref, a 'reference' field in every row, or a reference-free --scorer.")
+        scores = [sentence_scores([c.text for c in s.candidates], [r] * len(s.candidates), metric or "chrf",
+                                  tgt_lang) for s, r in zip(segs, rows.references)]
+    return [replace(s, candidates=[replace(c, score=v) for c, v in zip(s.candidates, sc)])
+            for s, sc in zip(segs, scores)]

@@ -1,0 +1,81 @@
+"""How the files in tests/assets were made from ../shared/data (run once by a developer; the tests never run it).
+
+    python tests/assets/build_assets.py [SHARED_DATA]
+
+Each slice is cut as it is, with no text changed; README.md in this folder gives the provenance and licence of each.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import lzma
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WMT_SEGMENTS = 40          # first lines of the WMT'22 de-en test set, its reference and two systems
+MQM_SEGMENTS = 25          # first annotated seg_ids of each TED MQM table (and every score up to the last)
+HH_RLHF_ROWS = 64          # first rows of Anthropic HH-RLHF harmless-base test (the throughput benchmark's chat data)
+ZEN_TABLES = ("standard_preference", "standard_implicit_prompt_preference", "conversational_preference",
+              "conversational_implicit_prompt_preference")
+
+
+def head_lines(src: Path, dst: Path, n: int) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    lines = src.read_text(encoding="utf-8").split("\n")[:n]
+    dst.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def save_tokenizer(tokenizer, folder: Path) -> None:
+    """``save_pretrained``, then tokenizer.json compressed with xz (the tests decompress it into a cache)."""
+    tokenizer.save_pretrained(folder)
+    raw = folder / "tokenizer.json"
+    (folder / "tokenizer.json.xz").write_bytes(lzma.compress(raw.read_bytes(), preset=9 | lzma.PRESET_EXTREME))
+    raw.unlink()
+
+
+def main(shared: Path) -> None:
+    from transformers import AutoTokenizer, GPT2TokenizerFast
+
+    wmt = shared / "wmt22"
+    for rel in ("wmt-testset/deen/test.de-en.de", "wmt-testset/deen/test.de-en.en",
+                "GPT-4-1106-preview/deen/test.de-en.en", "ALMA-13B-LoRA/deen/test.de-en.en"):
+        head_lines(wmt / rel, HERE / "wmt22" / rel, WMT_SEGMENTS)
+    records = json.loads((shared / "wmt-human-written/deen/test.de-en.json").read_text(encoding="utf-8"))
+    out = HERE / "wmt-human-written/deen/test.de-en.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(records[:WMT_SEGMENTS], ensure_ascii=False) + "\n", encoding="utf-8")
+
+    for pair in ("ende", "zhen"):
+        src = shared / "wmt-mqm/ted" / pair
+        dst = HERE / "wmt-mqm/ted" / pair
+        dst.mkdir(parents=True, exist_ok=True)
+        lines = (src / f"mqm_ted_{pair}.tsv").read_text(encoding="utf-8").split("\n")
+        last = sorted({int(x.split("\t")[3]) for x in lines[1:] if x})[MQM_SEGMENTS - 1]  # the 25th annotated seg_id
+        kept = [lines[0]] + [x for x in lines[1:] if x and int(x.split("\t")[3]) <= last]
+        (dst / f"mqm_ted_{pair}.tsv").write_text("\n".join(kept) + "\n", encoding="utf-8")
+        lines = (src / f"mqm_ted_{pair}.avg_seg_scores.tsv").read_text(encoding="utf-8").split("\n")
+        kept = [lines[0]] + [x for x in lines[1:] if x.strip() and int(x.split()[-1]) <= last]
+        (dst / f"mqm_ted_{pair}.avg_seg_scores.tsv").write_text("\n".join(kept) + "\n", encoding="utf-8")
+
+    for table in ZEN_TABLES:
+        src = shared / "chat-preference/trl-zen" / f"{table}.jsonl"
+        (HERE / "trl-zen").mkdir(exist_ok=True)
+        (HERE / "trl-zen" / f"{table}.jsonl").write_bytes(src.read_bytes())
+
+    hh = "chat-preference/hh-rlhf/harmless-base/test.jsonl.gz"
+    with gzip.open(shared / hh, "rt", encoding="utf-8") as f:
+        rows = [next(f) for _ in range(HH_RLHF_ROWS)]
+    (HERE / hh).parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(HERE / hh, "wt", encoding="utf-8", compresslevel=9) as f:
+        f.writelines(rows)
+
+    gpt2 = shared / "tokenizers/gpt2"
+    save_tokenizer(GPT2TokenizerFast(str(gpt2 / "vocab.json"), str(gpt2 / "merges.txt")), HERE / "tokenizers/gpt2")
+    qwen2 = AutoTokenizer.from_pretrained(str(shared / "tokenizers/qwen2"), gguf_file="ggml-vocab-qwen2.gguf")
+    save_tokenizer(qwen2, HERE / "tokenizers/qwen2")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parents[2] / "shared" / "data")
