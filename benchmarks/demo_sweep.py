@@ -1,16 +1,20 @@
-"""Validation sweep behind ``cpo demo``'s settings: SFT and CPO at each setting, measured on the validation split.
+"""Validation sweep of ``cpo demo``: candidate settings and beta, measured on the validation split only.
 
-The model is loaded once; every run starts from a fresh copy of it. Prints one JSON line per run (and the base
-model's line first). The test split is never touched here.
+    PYTHONPATH=src python benchmarks/demo_sweep.py '{"temperature": 1.0}' '{"temperature": 0.7, "include_greedy": true}'
 
-    python benchmarks/demo_sweep.py '{"learning_rate": 1e-4}' '{"learning_rate": 3e-4, "trainable_layers": 4}'
+Each argument is a JSON object of :class:`cpo.demo.pipeline.DemoSettings` fields changed from ``FULL``. Stage 1
+(SFT on the flawed references) runs once per seed and is shared by every setting that does not change it; then each
+setting samples its candidates, builds its pairs and trains CPO, SFT on the chosen candidates and SFT on the
+references from it. One JSON line per setting: validation exact match, chrF and preference accuracy of every run,
+and the pairs' statistics. The test split is never touched.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import contextlib
 import json
+import sys
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -18,46 +22,37 @@ from pathlib import Path
 
 import torch
 
-from cpo.demo.measure import normalise
-from cpo.demo.pipeline import FULL, build_data, measure, train_and_measure
-from cpo.gguf import align_special_tokens, load_gguf_model, load_gguf_tokenizer, smollm2_gguf_path
+from cpo.demo.pipeline import FULL, build_data, load_model, run_stage2, train_stage1
+
+# the fields stage 1 depends on: a setting that changes one of them trains its own stage 1
+STAGE1_FIELDS = ("lang", "high", "test_numbers", "validation_numbers", "sft_numbers", "pref_numbers", "flaw_share",
+                 "steps", "batch_size", "learning_rate", "trainable_layers", "seed")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="+", help="JSON objects of DemoSettings fields to change from FULL")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--losses", default="sft,sigmoid", help="comma-separated loss types to run per setting")
-    parser.add_argument("--no-base", action="store_true", help="skip measuring the base model")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    path = smollm2_gguf_path()
-    base_model, tokenizer = load_gguf_model(path), load_gguf_tokenizer(path)
-    align_special_tokens(base_model, tokenizer)
-    if not args.no_base:
-        settings = replace(FULL, eval_split="validation")
-        result = measure("base", base_model, tokenizer, build_data(settings), settings.eval_batch_size, progress=False)
-        print(json.dumps({"run": "base", "exact_match": result.exact_match, "threads": args.threads}), flush=True)
-    for override in args.overrides:
-        settings = replace(FULL, eval_split="validation", **json.loads(override))
+    base, tokenizer, _ = load_model(None)
+    stage1 = {}
+    for text in args.overrides:
+        start = time.perf_counter()
+        settings = replace(FULL, **json.loads(text), seed=args.seed, eval_split="validation")
         data = build_data(settings)
-        for loss_type in args.losses.split(","):
-            start = time.perf_counter()
-            with tempfile.TemporaryDirectory() as tmp:
-                result, before = train_and_measure(loss_type, copy.deepcopy(base_model), tokenizer, loss_type,
-                                                   data, settings, Path(tmp), progress=False,
-                                                   measure_before=True)
-                state = json.loads((Path(tmp) / "trainer_state.json").read_text())
-            last = [h for h in state["log_history"] if "loss" in h][-1]
-            items = list({p.number: p for p in data.eval_pairs}.values())
-            errors = [[p.number, a] for p, a in zip(items, result.answers) if normalise(a) != normalise(p.chosen)]
-            print(json.dumps({
-                "run": loss_type, **json.loads(override), "exact_match": result.exact_match,
-                "preference_accuracy": result.preference_accuracy, "preference_accuracy_before": before,
-                "last_train_loss": last["loss"], "last_nll_loss": last.get("nll_loss"),
-                "seconds": round(time.perf_counter() - start, 1), "threads": args.threads,
-                "settings": asdict(settings), "errors": errors[:15],
-            }), flush=True)
+        key = tuple(getattr(settings, f) for f in STAGE1_FIELDS)
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):  # progress to stderr
+            if key not in stage1:
+                stage1[key] = train_stage1(base, tokenizer, data, settings, Path(tmp), progress=False)
+            model, first = stage1[key]
+            runs, stats = run_stage2(model, tokenizer, data, settings, Path(tmp), progress=False)
+        scores = {k: {m: round(getattr(r, m), 4) for m in ("exact_match", "chrf", "preference_accuracy")}
+                  for k, r in {"sft_ref": first, **runs}.items()}
+        print(json.dumps({"override": json.loads(text), "seed": args.seed, "split": "validation", "runs": scores,
+                          "pairs": stats, "seconds": round(time.perf_counter() - start),
+                          "settings": asdict(settings)}), flush=True)
 
 
 if __name__ == "__main__":

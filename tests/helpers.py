@@ -123,3 +123,24 @@ def preference_rows(n: int = 12) -> list[dict]:
         rows.append({"prompt": f"Translate this from German to English:\nGerman: Das {de} ist alt.\nEnglish:",
                      "chosen": f" The {en} is old.", "rejected": f" The {en} are olds {'!' * (i % 3 + 1)}"})
     return rows
+
+
+# Answers without a leading space: Qwen2 merges "." with the next letters of some of them across the boundary.
+MERGING = [
+    {"prompt": "I just got a new job offer.", "chosen": "I am delighted for you!", "rejected": "Thanks for sharing."},
+    {"prompt": "Name a colour.", "chosen": "Blue.", "rejected": " Red."},
+    {"prompt": "Say yes.", "chosen": "Yes.", "rejected": "No."},
+    {"prompt": "Count: one, two,", "chosen": " three.", "rejected": " four."},
+]
+
+
+def naive_greedy(model, tokenizer, ids: list[int], max_new_tokens: int) -> str:
+    """Reference greedy decoding of one prompt, no padding: argmax of the last position until EOS or the budget."""
+    out = list(ids)
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            nxt = int(model(torch.tensor([out])).logits[0, -1].argmax())
+            if nxt == tokenizer.eos_token_id:
+                break
+            out.append(nxt)
+    return tokenizer.decode(out[len(ids):], skip_special_tokens=True)

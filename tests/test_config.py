@@ -81,3 +81,15 @@ def test_hf_argument_parser_and_json_model_kwargs(tmp_path):
     )
     assert args.loss_type == "ipo" and args.beta == 0.5 and args.model_init_kwargs == {"dtype": "float32"}
     assert args.gradient_checkpointing is False and args.activation_checkpointing is False
+
+
+@pytest.mark.parametrize("loss_type, alpha, warned", [("sigmoid", 0.25, True), ("hinge", -0.1, True),
+                                                      ("simpo", 0.25, False), ("ipo", 0.25, False),
+                                                      ("alphapo", 0.25, False), ("sigmoid", 0.0, False)])
+def test_alphapo_on_summed_logps_warns_at_config_time(tmp_path, caplog, loss_type, alpha, warned):
+    with caplog.at_level(logging.WARNING, logger="cpo"):
+        CPOConfig(output_dir=str(tmp_path), loss_type=loss_type, alpha=alpha, report_to="none")
+    said = "applies the AlphaPO reward (1 - p^-alpha) / alpha to summed log-probs" in caplog.text
+    assert said == warned
+    if warned:
+        assert "Use loss_type='simpo' or 'ipo'" in caplog.text and "continues the reward linearly" in caplog.text

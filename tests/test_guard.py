@@ -76,3 +76,19 @@ def test_non_finite_weights_are_never_saved(tmp_path, tok):
     with pytest.raises(NonFiniteError, match="Refusing to save checkpoint 1: 1 parameters are not finite"):
         trainer._save_checkpoint(trainer.model, None)
     assert not list(tmp_path.glob("checkpoint-*"))
+
+
+def test_the_error_names_the_alphapo_hazard_as_the_likely_cause(tmp_path, tok):
+    """Whatever still goes non-finite with AlphaPO on summed log-probs, the error says what the config risks."""
+    model = tiny_qwen2(len(tok))
+    poison = PoisonStep(model, step=1)
+    trainer = CPOTrainer(model=model, args=train_args(tmp_path, max_steps=2, alpha=0.25), processing_class=tok,
+                         train_dataset=zen("standard_preference"), callbacks=[poison])
+    with pytest.raises(NonFiniteError) as err:
+        trainer.train()
+    assert "at optimiser step 1" in str(err.value)
+    assert "Likely cause: alpha=0.25 applies the AlphaPO reward (1 - p^-alpha) / alpha to summed log-probs" in str(
+        err.value)
+    plain = CPOTrainer(model=tiny_qwen2(len(tok)), args=train_args(tmp_path, max_steps=2), processing_class=tok,
+                       train_dataset=zen("standard_preference"), callbacks=[PoisonStep(model, step=1)])
+    assert plain._guard.likely_cause == ""

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cpo.losses import MAX_ALPHAPO_REWARD, alphapo_reward, cpo_objective, preference_loss, uses_average_logps
+from cpo.losses import ALPHAPO_MAX_SLOPE, alphapo_reward, cpo_objective, preference_loss, uses_average_logps
 
 
 def softplus(x: float) -> float:
@@ -73,19 +73,27 @@ def test_alphapo_stays_finite_in_fp32_for_very_negative_logps(loss_type):
     losses, cr, rr = preference_loss(chosen, rejected, loss_type=loss_type, beta=0.1, alpha=0.25)
     for t in (losses, cr, rr):
         assert torch.isfinite(t.float()).all()
-    # below the cap the reward is exact, as in float64 scalar math: (1 - e^(-0.25 logp)) / 0.25
-    assert cr[0].item() == pytest.approx(0.1 * -math.expm1(-0.25 * chosen[0].item()) / 0.25, rel=1e-12)
     losses.sum().backward()
     assert torch.isfinite(chosen.grad).all() and torch.isfinite(rejected.grad).all()
+    if loss_type != "ipo":  # sigmoid, hinge, simpo: a log-prob's gradient is at most beta * ALPHAPO_MAX_SLOPE
+        assert chosen.grad.abs().max() <= 0.1 * ALPHAPO_MAX_SLOPE * (1 + 1e-9)
 
 
-def test_alphapo_reward_saturates_at_the_cap_with_zero_gradient():
-    logps = torch.tensor([-316.0, -317.0, -5000.0], dtype=torch.float64, requires_grad=True)
+def test_alphapo_reward_continues_linearly_past_the_knee():
+    """Exact while p^-alpha <= 1e6 (alpha 0.25: logps >= -4 ln 1e6 = -55.26), then linear with slope 1e6; its
+    gradient (the slope) is p^-alpha below the knee and 1e6 beyond it, never inf."""
+    knee = -4 * math.log(1e6)
+    logps = torch.tensor([-20.0, knee + 1e-9, -300.0, -5000.0], dtype=torch.float64, requires_grad=True)
     r = alphapo_reward(logps, 0.25)
-    assert r[0].item() > -MAX_ALPHAPO_REWARD  # -316: still exact
-    assert r[1].item() == pytest.approx(-MAX_ALPHAPO_REWARD) and r[2].item() == pytest.approx(-MAX_ALPHAPO_REWARD)
+    assert r[0].item() == pytest.approx(-math.expm1(5.0) / 0.25, rel=1e-12)
+    at_knee = -(1e6 - 1.0) / 0.25
+    assert r[1].item() == pytest.approx(at_knee, rel=1e-9)
+    # beyond: r(knee) + 1e6 * (logp - knee)
+    assert r[2].item() == pytest.approx(at_knee + 1e6 * (-300.0 - knee), rel=1e-12)
+    assert r[3].item() == pytest.approx(at_knee + 1e6 * (-5000.0 - knee), rel=1e-12)
     r.sum().backward()
-    assert logps.grad[0] > 0 and logps.grad[1] == 0 and logps.grad[2] == 0
+    assert logps.grad.tolist() == pytest.approx([math.exp(5.0), 1e6, 1e6, 1e6], rel=1e-9)
+    assert ALPHAPO_MAX_SLOPE == 1e6
 
 
 def test_trl_formula_is_nan_where_ours_is_finite():

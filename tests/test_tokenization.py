@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from datasets import Dataset, IterableDataset
-from helpers import zen
+from helpers import MERGING, zen
 
 from cpo.rows import DatasetFormat, RowError
 from cpo.tokenization import TokenizeSpec, prepare_dataset, tokenize_batch, truncate_row
@@ -150,3 +150,31 @@ def test_implicit_prompt_is_split_at_the_token_level_as_trl(qwen2_tokenizer):
         assert ours["prompt_input_ids"][i] + ours["rejected_input_ids"][i] == ref["rejected_input_ids"]
     assert qwen2_tokenizer.decode(ours["chosen_input_ids"][7]).startswith(" break the rules")
     assert qwen2_tokenizer.decode(ours["rejected_input_ids"][7]).startswith(" become")
+
+
+def test_tokenize_jointly_gives_trls_ids_and_scored_tokens(qwen2_tokenizer):
+    """With tokenize_jointly, every sequence and every scored token equals TRL's, on rows that merge across the
+    prompt/answer boundary and rows that do not; without it, the merging rows differ (our default)."""
+    from cpo.layouts import PreferenceCollator
+
+    batch = {k: [r[k] for r in MERGING] for k in ("prompt", "chosen", "rejected")}
+    fmt = DatasetFormat(conversational=False, explicit_prompt=True)
+    joint = tokenize_batch(batch, list(range(4)), tokenizer=qwen2_tokenizer, fmt=fmt,
+                           spec=TokenizeSpec(tokenize_jointly=True))
+    apart = tokenize_batch(batch, list(range(4)), tokenizer=qwen2_tokenizer, fmt=fmt, spec=TokenizeSpec())
+    merged = 0
+    for i, row in enumerate(MERGING):
+        ref = trl_tokenize(qwen2_tokenizer, row)
+        c_ids, c_labels, r_ids, r_labels = (ref[k] for k in ("chosen_input_ids", "chosen_labels", "rejected_input_ids",
+                                                              "rejected_labels"))
+        feature = {k: v[i] for k, v in joint.items() if k not in ("skip_reason", "prompt_truncated",
+                                                                  "completion_truncated")}
+        p = feature["prompt_input_ids"]
+        assert p + feature["chosen_input_ids"] == c_ids and p + feature["rejected_input_ids"] == r_ids
+        for layout in ({}, {"packed": True, "shared_prompt": True}):
+            b = PreferenceCollator(pad_token_id=0, **layout)([feature])
+            scored = {s: b["target_ids"][b["target_seq"] == s].tolist() for s in (0, 1)}
+            assert scored[0] == [t for t in c_labels if t != -100] and scored[1] == [t for t in r_labels if t != -100]
+        same = apart["prompt_input_ids"][i] + apart["chosen_input_ids"][i] == c_ids
+        merged += not same
+    assert merged >= 2  # the first and third rows merge ".I" / ".Yes"-like tokens in Qwen2

@@ -96,6 +96,19 @@ def test_alphapo_with_summed_logps_beyond_minus_300_is_finite_where_trl_is_nan(t
     assert not math.isfinite(trl[0]["grad_norm"])  # exp(logp) underflows, 0 ** -alpha = inf
 
 
+def test_alphapo_on_summed_logps_keeps_the_gradient_norm_finite(tmp_path, tok):
+    """The issue's case in small: the rejected answers' summed log-probs near -270 (AlphaPO's slope p^-0.25 near
+    e^67) and longer chosen answers below them. Capping the reward's value alone left the gradient norm inf (so did
+    cpo 0.1.0: NonFiniteError at step 1); the reward's linear continuation past slope 1e6 keeps it finite."""
+    data = Dataset.from_list([
+        {"prompt": f"p{i}", "chosen": " " + " ".join(f"good{i}x{j}" for j in range(36)),
+         "rejected": " " + " ".join(f"bad{i}y{j}" for j in range(6))} for i in range(4)])
+    args = train_args(tmp_path, alpha=0.25, max_steps=2, per_device_train_batch_size=4)
+    logs = train_logs(CPOTrainer(model=tiny_qwen2(len(tok)), args=args, processing_class=tok, train_dataset=data))
+    assert -320 < logs[0]["logps/rejected"] < -150 and logs[0]["logps/chosen"] < logs[0]["logps/rejected"]
+    assert_finite(logs)
+
+
 def test_empty_completion_is_a_row_error(tmp_path, tok):
     data = Dataset.from_list([{"prompt": "Q", "chosen": " a", "rejected": " b"}, {"prompt": "Q", "chosen": " a", "rejected": ""}])
     with pytest.raises(RowError, match="Row 1, field 'rejected': is empty"):

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
-from .losses import LOSS_TYPES
+from .losses import LOSS_TYPES, summed_alphapo_note
 
 logger = logging.getLogger("cpo")
 
@@ -96,6 +96,10 @@ class CPOConfig(TrainingArguments):
         prompt_overflow: what to do with a prompt that alone fills ``max_length``: ``keep_end`` keeps its last
             tokens (and its BOS) so that completions get up to half of ``max_length``; ``drop`` removes the row. Either
             way the number of rows affected is logged.
+        tokenize_jointly: tokenize ``prompt + answer`` as one string, as TRL 1.16 does, instead of apart (the
+            default, which gives the prompt the tokens generation gives it). Where the answer does not start with a
+            space, a token can merge across the boundary (Qwen2: "offer." + "I am" gives ``.I``); with this option
+            the ids, and the tokens scored, are TRL's. Decoder-only models.
         invalid_rows: ``raise`` (default) stops at the first malformed row with a message naming the row, the field
             and the fix; ``skip`` drops malformed rows, counts them and logs the count and the first reasons.
     """
@@ -167,6 +171,9 @@ class CPOConfig(TrainingArguments):
         metadata={"help": "A prompt that alone fills max_length: keep its end, or drop the row.",
                   "choices": ["keep_end", "drop"]},
     )
+    tokenize_jointly: bool = field(
+        default=False, metadata={"help": "Tokenize prompt + answer as one string, as TRL does (tokens may merge "
+                                 "across the boundary); default: apart, as generation sees the prompt."})
     invalid_rows: str = field(
         default="raise",
         metadata={"help": "Malformed rows: raise a ValueError naming the row, or skip and count them.",
@@ -183,6 +190,8 @@ class CPOConfig(TrainingArguments):
                 f"loss_type='simpo' with cpo_alpha={self.cpo_alpha} is CPO-SimPO (SimPO plus the NLL regulariser); "
                 "set cpo_alpha=0 for plain SimPO."
             )
+        if summed_alphapo_note(self.loss_type, self.alpha):
+            logger.warning(summed_alphapo_note(self.loss_type, self.alpha))
         if self.loss_type in ("hinge", "ipo") and self.label_smoothing > 0:
             logger.warning(f"label_smoothing={self.label_smoothing} has no effect on the {self.loss_type} loss.")
         if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not accelerator_available():

@@ -124,35 +124,67 @@ def generate_texts(model, tokenizer, prompt_ids: Sequence[list[int]], decoding: 
     return out
 
 
-def generate_candidates(model, tokenizer, prompt_ids: Sequence[list[int]], decoding: Decoding, *,
-                        include_greedy: bool = False, batch_size: int = 16, stop_strings: Sequence[str] = (),
-                        clean=str.strip, progress: bool = True) -> tuple[list[list[str]], int]:
-    """Candidate answers of each prompt for preference pairs: ``decoding.num_samples`` samples, plus the greedy
-    answer first when ``include_greedy``; duplicates (after ``clean``) dropped, first occurrence kept.
-
-    Args:
-        clean: turns a generated text into the candidate (default: strip surrounding whitespace).
-
-    Returns:
-        ``(candidates, duplicates)``: the candidates of each prompt in the order of ``prompt_ids``, and how many
-        generated answers were dropped as duplicates.
-    """
+def sample_candidates(model, tokenizer, prompt_ids: Sequence[list[int]], decoding: Decoding, *,
+                      include_greedy: bool = False, batch_size: int = 16, stop_strings: Sequence[str] = (),
+                      progress: bool = True) -> list[list[str]]:
+    """The raw answers of each prompt: its greedy answer first when ``include_greedy``, then
+    ``decoding.num_samples`` samples (``decoding.do_sample`` must be set)."""
+    if not decoding.do_sample:
+        raise ValueError("Candidates are sampled: give a Decoding with do_sample=True.")
     sampled = generate_texts(model, tokenizer, prompt_ids, decoding, batch_size=batch_size,
                              stop_strings=stop_strings, progress=progress, desc="Sampling")
-    greedy = ([[]] * len(prompt_ids) if not include_greedy else
-              generate_texts(model, tokenizer, prompt_ids, Decoding(max_new_tokens=decoding.max_new_tokens),
-                             batch_size=batch_size, stop_strings=stop_strings, progress=progress, desc="Greedy"))
-    candidates, duplicates = [], 0
-    for first, rest in zip(greedy, sampled):
-        seen: list[str] = []
-        for text in [*first, *rest]:
-            text = clean(text)
-            if text in seen:
-                duplicates += 1
+    if not include_greedy:
+        return sampled
+    greedy = generate_texts(model, tokenizer, prompt_ids, Decoding(max_new_tokens=decoding.max_new_tokens),
+                            batch_size=batch_size, stop_strings=stop_strings, progress=progress, desc="Greedy")
+    return [g + s for g, s in zip(greedy, sampled)]
+
+
+def unique_candidates(answers: Sequence[Sequence[str]], clean=str.strip) -> tuple[list[list[str]], int]:
+    """Each prompt's answers turned into candidates by ``clean``, duplicates dropped (two answers are the same when
+    they are equal once stripped; the first is kept). Returns ``(candidates, duplicates dropped)``."""
+    out, dropped = [], 0
+    for texts in answers:
+        seen, kept = set(), []
+        for text in map(clean, texts):
+            key = text.strip()
+            if key in seen:
+                dropped += 1
             else:
-                seen.append(text)
-        candidates.append(seen)
-    return candidates, duplicates
+                seen.add(key)
+                kept.append(text)
+        out.append(kept)
+    return out, dropped
+
+
+def generate_candidates(model, tokenizer, prompts: Sequence, decoding: Decoding, *, include_greedy: bool = False,
+                        batch_size: int = 16, progress: bool = True, tools: Sequence | None = None,
+                        template_kwargs: Sequence | None = None) -> tuple[list[list[str]], int]:
+    """Candidate answers of each prompt for preference pairs (what ``cpo generate`` does with a prompt dataset).
+
+    Args:
+        prompts: strings, or conversations (lists of ``{"role", "content"}``), tokenized as the trainer tokenizes
+            the prompt of a row (:func:`cpo.tokenization.encode_prompt_values`).
+        decoding: a sampling :class:`Decoding` (``do_sample=True``, ``num_samples``, temperature, ...).
+        include_greedy: add the greedy answer, first.
+        tools, template_kwargs: per-prompt ``tools`` and ``chat_template_kwargs`` of conversations (or None).
+
+    Returns:
+        ``(candidates, duplicates)``: per prompt, its distinct answers (a string prompt's as generated, so that the
+        prompt and the answer concatenate to what the model wrote; a conversation's stripped), and how many
+        duplicates were dropped.
+    """
+    from .tokenization import encode_prompt_values
+
+    ids = encode_prompt_values(tokenizer, list(prompts), tools, template_kwargs)
+    answers = sample_candidates(model, tokenizer, ids, decoding, include_greedy=include_greedy,
+                                batch_size=batch_size, progress=progress)
+    kept, dropped = [], 0
+    for prompt, texts in zip(prompts, answers):
+        (one,), n = unique_candidates([texts], clean=(lambda t: t) if isinstance(prompt, str) else str.strip)
+        kept.append(one)
+        dropped += n
+    return kept, dropped
 
 
 def log_eval_generations(model, tokenizer, rows, *, step: int, out_dir, report_to, max_new_tokens: int,

@@ -25,10 +25,11 @@ class NonFiniteError(RuntimeError):
 
 
 class NonFiniteGuard:
-    """Tracks one optimiser step's losses and rows; ``check`` decides at the step's end."""
+    """Tracks one optimiser step's losses and rows; ``check`` decides at the step's end. ``likely_cause`` (the
+    configuration's known hazard, if any) is added to the message."""
 
-    def __init__(self, policy: str, accelerator):
-        self.policy, self.accelerator = policy, accelerator
+    def __init__(self, policy: str, accelerator, likely_cause: str = ""):
+        self.policy, self.accelerator, self.likely_cause = policy, accelerator, likely_cause
         self.skipped = 0
         self._bad: torch.Tensor | None = None
         self._rows: list[torch.Tensor] = []
@@ -59,6 +60,8 @@ class NonFiniteGuard:
             row_ids = gather_object(row_ids)
         message = (f"Non-finite {what} at optimiser step {step} (gradient norm {float(norm):.4g}); its micro-batches "
                    f"hold dataset rows {sorted(row_ids)}.")
+        if self.likely_cause:
+            message += f" Likely cause: {self.likely_cause}"
         if self.policy == "raise":
             raise NonFiniteError(message + " No update was applied. Inspect those rows, lower the learning rate, or "
                                  "set on_nonfinite='skip' to skip such steps.")

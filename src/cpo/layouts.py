@@ -30,22 +30,29 @@ class _Unit:
     targets: list[tuple[int, int, int]]  # (local position, next token id, sequence index)
 
 
-def _sequence_unit(prompt: list[int], completion: list[int], seq: int) -> _Unit:
+def _sequence_unit(prompt: list[int], completion: list[int], seq: int, unscored: int = 0) -> _Unit:
     ids = prompt + completion
     p = len(prompt)
-    targets = [(p - 1 + j, tok, seq) for j, tok in enumerate(completion)]
+    targets = [(p - 1 + j, tok, seq) for j, tok in enumerate(completion) if j >= unscored]
     return _Unit(ids, list(range(len(ids))), [0] * len(ids), targets)
 
 
-def _pair_unit(prompt: list[int], chosen: list[int], rejected: list[int], i: int, num_pairs: int) -> _Unit:
+def _pair_unit(prompt: list[int], chosen: list[int], rejected: list[int], i: int, num_pairs: int,
+               unscored: tuple[int, int] = (0, 0)) -> _Unit:
     p, c = len(prompt), len(chosen)
     ids = prompt + chosen + rejected
     positions = list(range(p + c)) + list(range(p, p + len(rejected)))
     branches = [0] * p + [1] * c + [2] * len(rejected)
-    targets = [(p - 1 + j, tok, i) for j, tok in enumerate(chosen)]
+    targets = [(p - 1 + j, tok, i) for j, tok in enumerate(chosen) if j >= unscored[0]]
     # The first rejected token is predicted by the last prompt token; later ones by the rejected token before them.
-    targets += [((p - 1) if j == 0 else (p + c + j - 1), tok, num_pairs + i) for j, tok in enumerate(rejected)]
+    targets += [((p - 1) if j == 0 else (p + c + j - 1), tok, num_pairs + i) for j, tok in enumerate(rejected)
+                if j >= unscored[1]]
     return _Unit(ids, positions, branches, targets)
+
+
+def _unscored(feature: dict) -> tuple[int, int]:
+    """Leading completion tokens that are context, not scored (``tokenize_jointly``; 0 otherwise)."""
+    return feature.get("chosen_unscored", 0), feature.get("rejected_unscored", 0)
 
 
 def _pack(units: list[_Unit], capacity: int) -> list[list[_Unit]]:
@@ -101,14 +108,14 @@ class PreferenceCollator:
         b = len(features)
         if self.shared_prompt:
             units = [
-                _pair_unit(f["prompt_input_ids"], f["chosen_input_ids"], f["rejected_input_ids"], i, b)
+                _pair_unit(f["prompt_input_ids"], f["chosen_input_ids"], f["rejected_input_ids"], i, b, _unscored(f))
                 for i, f in enumerate(features)
             ]
         else:
-            units = [_sequence_unit(f["prompt_input_ids"], f["chosen_input_ids"], i) for i, f in enumerate(features)]
-            units += [
-                _sequence_unit(f["prompt_input_ids"], f["rejected_input_ids"], b + i) for i, f in enumerate(features)
-            ]
+            units = [_sequence_unit(f["prompt_input_ids"], f["chosen_input_ids"], i, _unscored(f)[0])
+                     for i, f in enumerate(features)]
+            units += [_sequence_unit(f["prompt_input_ids"], f["rejected_input_ids"], b + i, _unscored(f)[1])
+                      for i, f in enumerate(features)]
         if self.packed:
             longest = max(len(u.ids) for u in units)
             capacity = sum(len(u.ids) for u in units) if self.max_row_tokens == 0 else self.max_row_tokens or longest

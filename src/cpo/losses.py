@@ -18,8 +18,9 @@ import torch.nn.functional as F
 
 LOSS_TYPES = ("sigmoid", "hinge", "ipo", "simpo", "sft")
 
-# AlphaPO rewards are capped at this magnitude, so rewards, losses and gradients stay finite in fp32 (max 3.4e38).
-MAX_ALPHAPO_REWARD = 1e35
+# AlphaPO's reward grows like p^-alpha = exp(-alpha * logps). Past the point where its slope d r / d logps = p^-alpha
+# reaches this value, the reward continues linearly with that slope: values and gradients stay finite in fp32.
+ALPHAPO_MAX_SLOPE = 1e6
 
 
 def uses_average_logps(loss_type: str) -> bool:
@@ -32,9 +33,15 @@ def alphapo_reward(logps: torch.Tensor, alpha: float) -> torch.Tensor:
 
     Evaluated in log space as ``-expm1(-alpha * logps) / alpha`` in float64, so ``p`` is never formed: TRL's
     ``exp(logps) ** -alpha`` underflows to ``0 ** -alpha = inf`` once summed log-probs pass about -87 (fp32), and
-    the gradient, then the loss, turn NaN. For ``alpha > 0`` the reward grows like ``exp(alpha * |logps|)``; it is
-    capped at ``-MAX_ALPHAPO_REWARD`` (1e35), where it saturates with a zero gradient, so that rewards, losses and
-    gradients stay finite in fp32. For ``alpha = 0.25`` the cap starts at ``logps = -316.8``.
+    the gradient, then the loss, turn NaN. The reward's slope ``d r / d logps = p^(-alpha)`` grows like
+    ``exp(alpha * |logps|)``: for ``alpha = 0.25`` and a summed log-prob of -300 it is ``e^75``, and the gradient
+    norm overflows fp32 however the value is bounded. So past ``p^(-alpha) = ALPHAPO_MAX_SLOPE`` (1e6; for
+    ``alpha = 0.25``, ``logps < -55.3``) the reward continues *linearly* with that slope: it stays monotone,
+    continuous and differentiable, and its gradient is at most 1e6 times the log-prob's (the gradient norm stays
+    finite, and gradient clipping bounds the step). Below that point it equals TRL's formula wherever TRL's is
+    finite in fp32 and ``alpha * |logps| <= 13.8``. The AlphaPO paper defines
+    the reward on length-normalised log-probs (``simpo``/``ipo``), where per-token averages stay far from the knee
+    and the formula is exact; :class:`cpo.CPOConfig` warns when ``alpha`` meets summed log-probs.
 
     Args:
         logps: ``(B,)`` log-probs, any float dtype.
@@ -43,10 +50,24 @@ def alphapo_reward(logps: torch.Tensor, alpha: float) -> torch.Tensor:
     Returns:
         ``(B,)`` float64 rewards. ``alpha -> 0`` recovers ``logps``.
     """
-    exponent = -alpha * logps.double()
-    if alpha > 0:
-        exponent = exponent.clamp(max=math.log1p(MAX_ALPHAPO_REWARD * alpha))
-    return -torch.expm1(exponent) / alpha
+    exponent = -alpha * logps.double()  # log p^(-alpha)
+    knee = math.log(ALPHAPO_MAX_SLOPE)
+    bounded = exponent.clamp(max=knee)
+    return -torch.expm1(bounded) / alpha - ALPHAPO_MAX_SLOPE * (exponent - bounded) / alpha
+
+
+def summed_alphapo_note(loss_type: str, alpha: float) -> str:
+    """Why ``alpha != 0`` with a loss on *summed* log-probs (``sigmoid``, ``hinge``) is a poor idea, and what to use
+    instead; "" when the combination is sound (``alpha == 0``, or per-token averages: ``simpo``, ``ipo``)."""
+    if alpha == 0 or uses_average_logps(loss_type) or loss_type == "sft":
+        return ""
+    return (f"alpha={alpha:g} applies the AlphaPO reward (1 - p^-alpha) / alpha to summed log-probs "
+            f"(loss_type={loss_type!r}). For a 25-token answer (summed log-prob near -300) p^-alpha is about "
+            f"e^{abs(alpha) * 300:.0f}: its value and gradient overflow fp32 (TRL's gradients are then inf or NaN). cpo "
+            f"continues the reward linearly once its slope reaches {ALPHAPO_MAX_SLOPE:g}, so training stays finite, "
+            "but past that point a pair trains on log-probs scaled by a constant, not on AlphaPO's reward. Use "
+            "loss_type='simpo' or 'ipo' (per-token average log-probs, as the AlphaPO paper does), or a small |alpha| "
+            "(|alpha| times the summed log-prob below about 14).")
 
 
 def rewards_from_logps(logps: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -157,6 +157,21 @@ def _check_completion_roles(row: int, field: str, messages: list) -> None:
             )
 
 
+def validate_prompt(value: Any, index: int) -> str | list[dict[str, str]]:
+    """Check a prompt on its own (a dataset of prompts, as ``cpo generate`` reads): a string (may be empty), or a
+    conversation that ends where an answer can follow.
+
+    Raises:
+        RowError: naming the row index, the field ``prompt`` and the fix.
+    """
+    if isinstance(value, list):
+        messages = _check_messages(index, "prompt", value, completion=False)
+        if messages[-1]["role"] not in PROMPT_END_ROLES:
+            raise RowError(index, "prompt", f"ends with role {messages[-1]['role']!r}", "end the prompt with a user turn")
+        return messages
+    return _check_text(index, "prompt", value, allow_empty=True)
+
+
 def validate_row(row: dict[str, Any], index: int, fmt: DatasetFormat) -> Example:
     """Check one row against the dataset format and separate its prompt.
 

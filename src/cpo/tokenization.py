@@ -6,6 +6,11 @@ own: chosen and rejected get the very same prompt tokens (which prefix sharing n
 generation time. An implicit prompt is the longest common *token* prefix of the two full texts, so a word that the
 character-level prefix cuts in two stays whole in the completions.
 
+With ``tokenize_jointly`` (TRL's rule, for matching a TRL run), ``prompt + answer`` is tokenized as one string, so a
+token may merge across the boundary ("offer." + "I am" -> ``.I``): the pair's prompt is then the common part of the
+two joint tokenizations, and a side whose prompt part is longer starts its completion with that extra token as
+unscored context (``chosen_unscored`` / ``rejected_unscored``: how many leading completion tokens are not scored).
+
 Special tokens:
 - plain text: BOS is prepended to the prompt when the tokenizer has one and the prompt does not already start with it;
   EOS is appended to each completion unless it already ends with it. An empty prompt with no BOS starts with EOS, so
@@ -22,7 +27,16 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .rows import DatasetFormat, RowError, common_prefix_length, detect_format, render_chat, validate_row
+from .rows import (
+    DatasetFormat,
+    RowError,
+    common_prefix_length,
+    detect_format,
+    render_chat,
+    render_prompt,
+    validate_prompt,
+    validate_row,
+)
 
 logger = logging.getLogger("cpo")
 
@@ -47,12 +61,13 @@ class TokenizeSpec:
     prompt_overflow: str = "keep_end"
     invalid_rows: str = "raise"
     is_encoder_decoder: bool = False
+    tokenize_jointly: bool = False
 
     @classmethod
     def from_config(cls, args, is_encoder_decoder: bool = False) -> TokenizeSpec:
         """The spec of a :class:`cpo.CPOConfig`."""
         return cls(args.max_length, args.max_completion_length, args.prompt_overflow, args.invalid_rows,
-                   is_encoder_decoder)
+                   is_encoder_decoder, args.tokenize_jointly)
 
 
 def truncate_row(
@@ -137,6 +152,11 @@ def tokenize_batch(
         prompts = _encode(tokenizer, [t[0] for t in kept], add_special_tokens=True)
         chosen = _encode(tokenizer, [t[1] for t in kept], add_special_tokens=True, truncation=True, max_length=limit)
         rejected = _encode(tokenizer, [t[2] for t in kept], add_special_tokens=True, truncation=True, max_length=limit)
+    elif spec.tokenize_jointly:
+        prompts, chosen, rejected, unscored = _split_joint(_joint(tokenizer, [t[0] for t in kept], [t[1] for t in kept]),
+                                                           _joint(tokenizer, [t[0] for t in kept], [t[2] for t in kept]))
+        if not fmt.conversational:
+            prompts, chosen, rejected = _add_special_tokens(tokenizer, prompts, chosen, rejected)
     elif not fmt.conversational and not fmt.explicit_prompt:
         full_c = _encode(tokenizer, [t[0] + t[1] for t in kept], add_special_tokens=False)
         full_r = _encode(tokenizer, [t[0] + t[2] for t in kept], add_special_tokens=False)
@@ -159,6 +179,10 @@ def tokenize_batch(
             p, c, r, p_cut, c_cut, reason = truncate_row(p, c, r, spec, bos)
         for name, value in zip(ID_COLUMNS + STATUS_COLUMNS, (p, c, r, index, reason, p_cut, c_cut)):
             out[name].append(value)
+    if spec.tokenize_jointly and not spec.is_encoder_decoder:
+        kept_unscored = iter(unscored)
+        pairs = [next(kept_unscored) if not reason else (0, 0) for reason in reasons]
+        out["chosen_unscored"], out["rejected_unscored"] = [u[0] for u in pairs], [u[1] for u in pairs]
     return out
 
 
@@ -172,6 +196,32 @@ def _split_common_prefix(full_c: list[list[int]], full_r: list[list[int]]):
         chosen.append(c[n:])
         rejected.append(r[n:])
     return prompts, chosen, rejected
+
+
+def _joint(tokenizer, prompts: list[str], answers: list[str]) -> list[tuple[list[int], list[int]]]:
+    """TRL's token boundary (``tokenize_jointly``): ``prompt + answer`` tokenized as one string, the answer starting
+    where the prompt's own tokens end, or one token earlier when the last prompt token merged across the boundary
+    ("offer." + "I am" -> ``.I``). Returns each row's ``(prompt part, answer part)`` of the joint ids."""
+    full = _encode(tokenizer, [p + a for p, a in zip(prompts, answers)], add_special_tokens=False)
+    alone = _encode(tokenizer, prompts, add_special_tokens=False)
+    out = []
+    for ids, prompt in zip(full, alone):
+        start = len(prompt) - int(ids[: len(prompt)] != prompt)
+        out.append((ids[:start], ids[start:]))
+    return out
+
+
+def _split_joint(chosen_parts, rejected_parts):
+    """One prompt per pair from two joint tokenizations: their common prefix. What a side's prompt part has beyond it
+    (the token the other side merged away) leads that side's completion as context, attended to but not scored."""
+    prompts, chosen, rejected, unscored = [], [], [], []
+    for (pc, ac), (pr, ar) in zip(chosen_parts, rejected_parts):
+        n = common_prefix_length(pc, pr)
+        prompts.append(pc[:n])
+        chosen.append(pc[n:] + ac)
+        rejected.append(pr[n:] + ar)
+        unscored.append((len(pc) - n, len(pr) - n))
+    return prompts, chosen, rejected, unscored
 
 
 def with_prompt_start(tokenizer, prompt_ids: list[int]) -> list[int]:
@@ -193,6 +243,33 @@ def encode_prompts(tokenizer, prompts: list[str], templated: bool) -> list[list[
     chat-templated prompt (``templated``), :func:`with_prompt_start` applied to a plain one."""
     ids = _encode(tokenizer, list(prompts), add_special_tokens=False)
     return ids if templated else [with_prompt_start(tokenizer, p) for p in ids]
+
+
+def encode_prompt_values(tokenizer, prompts: list, tools: list | None = None,
+                         template_kwargs: list | None = None) -> list[list[int]]:
+    """Token ids of dataset prompts (strings, or conversations rendered by the chat template with the assistant's
+    generation prompt), exactly as :func:`tokenize_batch` tokenizes the prompt of a preference row with them.
+
+    Args:
+        prompts: one prompt per row (each checked by :func:`cpo.rows.validate_prompt`).
+        tools, template_kwargs: per-row ``tools`` and ``chat_template_kwargs`` of conversations (or None).
+
+    Raises:
+        RowError: a malformed prompt, or a conversation with a tokenizer that has no chat template.
+    """
+    out: list[list[int] | None] = [None] * len(prompts)
+    plain = [i for i, p in enumerate(prompts) if isinstance(validate_prompt(p, i), str)]
+    for i, ids in zip(plain, encode_prompts(tokenizer, [prompts[i] for i in plain], templated=False)):
+        out[i] = ids
+    chats = [i for i in range(len(prompts)) if out[i] is None]
+    if chats and getattr(tokenizer, "chat_template", None) is None:
+        raise RowError(chats[0], "prompt", "is a conversation but the tokenizer has no chat template",
+                       "set tokenizer.chat_template, or give plain strings")
+    texts = [render_prompt(prompts[i], tokenizer, (tools or [None] * len(prompts))[i],
+                           (template_kwargs or [None] * len(prompts))[i]) for i in chats]
+    for i, ids in zip(chats, encode_prompts(tokenizer, texts, templated=True)):
+        out[i] = ids
+    return out
 
 
 def _add_special_tokens(tokenizer, prompts, chosen, rejected):

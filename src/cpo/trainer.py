@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from transformers import Trainer
 
 from .batching import TokenBudgetBatchSampler, pair_tokens
+from .card import dataset_names, write_card
 from .config import CPOConfig
 from .distributed import enable_fsdp_on_cpu, explain_accelerator_error, head_sharding, warn_dropped_sharding
 from .fastpaths import select_paths
@@ -19,7 +20,7 @@ from .generation import log_eval_generations
 from .guard import NonFiniteGuard
 from .layouts import EncoderDecoderCollator
 from .logprobs import average_logps, sequence_logps
-from .losses import cpo_objective, uses_average_logps
+from .losses import cpo_objective, summed_alphapo_note, uses_average_logps
 from .metrics import MetricSums
 from .modeling import (
     attention_implementation,
@@ -78,6 +79,7 @@ class CPOTrainer(Trainer):
                 "(and optionally 'prompt') rows."
             )
         model_name = model
+        self._card_datasets = dataset_names(train_dataset)  # before tokenization replaces the datasets
         model = self._init_model(model, args, peft_config, model_init)
         self.is_encoder_decoder = bool(
             getattr(text_config(model), "is_encoder_decoder", False) if model is not None else args.is_encoder_decoder
@@ -121,7 +123,8 @@ class CPOTrainer(Trainer):
         )
         self._metrics = MetricSums()
         self._eval_prefix = "eval_"
-        self._guard = NonFiniteGuard(args.on_nonfinite, self.accelerator)
+        self._guard = NonFiniteGuard(args.on_nonfinite, self.accelerator,
+                                     summed_alphapo_note(args.loss_type, args.alpha))
         self._check_distribution()
 
     # ----------------------------------------------------------------------------------------------- setup
@@ -315,6 +318,22 @@ class CPOTrainer(Trainer):
         grad_norm = super()._get_grad_norm(model, grad_norm)
         self._guard.check(model, grad_norm, self.state.global_step + 1)
         return grad_norm
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """``Trainer.save_model``, then the model card (``README.md``, see :func:`create_model_card`)."""
+        super().save_model(output_dir, _internal_call)
+        if self.is_world_process_zero():
+            self.create_model_card(output_dir=output_dir)
+
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | list[str] | None = None,
+                          output_dir: str | None = None, **kwargs) -> None:
+        """Write ``README.md`` in ``output_dir`` (default ``args.output_dir``): the loss and its settings, the base
+        model, the data, the final metrics, the versions and the papers to cite (:func:`cpo.card.write_card`)."""
+        model = self.accelerator.unwrap_model(self.model)
+        base = getattr(getattr(model, "config", None), "_name_or_path", None) or None
+        datasets = [dataset_name] if isinstance(dataset_name, str) else list(dataset_name or self._card_datasets)
+        write_card(output_dir or self.args.output_dir, self.args, model_name=model_name, base_model=base,
+                   datasets=datasets, log_history=self.state.log_history)
 
     def _save_checkpoint(self, model, trial) -> None:
         self._guard.check_weights(self.model, f"checkpoint {self.state.global_step}")

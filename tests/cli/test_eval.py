@@ -8,7 +8,7 @@ import pytest
 import sacrebleu
 import torch
 import torch.nn.functional as F
-from helpers import asset, preference_rows, save_tiny_model
+from helpers import asset, naive_greedy, preference_rows, save_tiny_model
 
 from cpo.cli import main
 from cpo.errors import UsageError
@@ -61,18 +61,6 @@ def test_chinese_bleu_uses_sacrebleus_zh_tokenizer():
     scores = corpus_scores(hyps, refs, "zh")
     assert scores["bleu"] == sacrebleu.corpus_bleu(hyps, [refs], tokenize="zh").score
     assert "tok:zh" in scores["bleu_signature"]
-
-
-def naive_greedy(model, tok, ids, max_new_tokens):
-    """One sentence, no padding: argmax of the last position until EOS or the token budget."""
-    out = list(ids)
-    with torch.no_grad():
-        for _ in range(max_new_tokens):
-            nxt = int(model(torch.tensor([out])).logits[0, -1].argmax())
-            if nxt == tok.eos_token_id:
-                break
-            out.append(nxt)
-    return tok.decode(out[len(ids):], skip_special_tokens=True)
 
 
 def test_batched_translation_equals_naive_greedy(tiny, tmp_path, gpt2_tokenizer):

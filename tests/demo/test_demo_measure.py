@@ -6,8 +6,8 @@ from tiny_gguf import write_tiny_llama
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from cpo import CPOConfig, CPOTrainer
-from cpo.demo.measure import answer_budget, exact_match, normalise, preference_accuracy
-from cpo.demo.task import Pair, build_task
+from cpo.demo.measure import answer_budget, chrf_score, exact_match, preference_accuracy
+from cpo.demo.task import Pair, build_task, normalise
 from cpo.gguf import load_gguf_tokenizer
 
 
@@ -83,7 +83,7 @@ def test_exact_match_counts_normalised_hits(tokenizer):
 def test_answer_budget(tokenizer):
     pairs = [Pair(7, 8, "en"), Pair(777, 778, "en")]
     longest = len(tokenizer("seven hundred and seventy-seven", add_special_tokens=False)["input_ids"])
-    assert answer_budget(tokenizer, pairs) == longest + 4
+    assert answer_budget(tokenizer, [p.chosen for p in pairs]) == longest + 4
 
 
 def naive_sequence_logp(model, tokenizer, prompt_messages, answer) -> float:
@@ -114,3 +114,12 @@ def test_preference_accuracy_matches_naive_log_probs(tokenizer, tmp_path):
     trainer = CPOTrainer(model=model, args=args, train_dataset=rows, eval_dataset=rows, processing_class=tokenizer)
     assert 0 < sum(wins) < len(wins)  # a random model: the check is not a trivial 0 or 1
     assert preference_accuracy(trainer) == pytest.approx(sum(wins) / len(wins))
+
+
+def test_chrf_score_is_the_mean_sentence_chrf():
+    import sacrebleu
+
+    answers = ["Forty-two.", "forty two", "banana"]
+    expected = [sacrebleu.sentence_chrf(a, ["forty-two"]).score for a in ("forty-two", "forty two", "banana")]
+    assert chrf_score(answers, [42, 42, 42], "en") == pytest.approx(sum(expected) / 3)
+    assert expected[0] == 100.0 and expected[2] < expected[1] < 100.0

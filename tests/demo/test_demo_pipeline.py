@@ -1,4 +1,4 @@
-"""Demo orchestration pieces: layer freezing, the data of a budget, the shared training config, the CLI contract."""
+"""Demo orchestration pieces: layer freezing, disjoint splits and seeded flaws, the shared training config."""
 
 import subprocess
 import sys
@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from cpo.demo.pipeline import FULL, QUICK, build_data, freeze_lower_layers, train_config
+from cpo.demo.pipeline import FULL, build_data, freeze_lower_layers, reference_rows, train_config
+from cpo.demo.task import Reference
 
 
 def tiny_llama(layers=3):
@@ -30,23 +31,6 @@ def test_freeze_lower_layers_counts_by_hand():
             freeze_lower_layers(model, bad)
 
 
-def test_data_of_a_budget():
-    data = build_data(QUICK)
-    assert len(data.train) == QUICK.steps * QUICK.batch_size == len(data.train_pairs)
-    assert len(data.eval) == QUICK.test_numbers == len(data.eval_numbers)
-    assert set(data.train.column_names) == {"prompt", "chosen", "rejected"}
-    assert data.train[0] == data.train_pairs[0].row()
-    with pytest.raises(ValueError, match="exceeds the"):
-        build_data(replace(QUICK, steps=1000))
-
-
-def test_sft_and_cpo_share_everything_but_the_loss(tmp_path):
-    sft = train_config(FULL, "sft", tmp_path, progress=False).to_dict()
-    cpo = train_config(FULL, "sigmoid", tmp_path, progress=False).to_dict()
-    assert {k for k in sft if sft[k] != cpo[k]} == {"loss_type"}
-    assert (cpo["learning_rate"], cpo["max_steps"], cpo["cpo_alpha"]) == (FULL.learning_rate, FULL.steps, 1.0)
-
-
 def test_cpo_demo_module_imports_nothing_heavy():
     code = (
         "import sys, cpo; before = set(sys.modules); import cpo.demo; "
@@ -55,3 +39,36 @@ def test_cpo_demo_module_imports_nothing_heavy():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_data_splits_are_disjoint_and_flaws_are_seeded():
+    data = build_data(FULL)
+    sft, pref = [r.number for r in data.sft_refs], [r.number for r in data.pref_refs]
+    held = data.eval_numbers
+    val = build_data(replace(FULL, eval_split="validation")).eval_numbers
+    assert (len(sft), len(pref), len(held), len(val)) == (200, 200, 100, 100)
+    assert len(set(sft) | set(pref) | set(held) | set(val)) == 600  # disjoint
+    assert sum(r.flaw is not None for r in data.sft_refs) == 60 == sum(r.flaw is not None for r in data.pref_refs)
+    again = build_data(FULL)
+    assert again.sft_refs == data.sft_refs and again.pref_refs == data.pref_refs  # reproducible
+    other = build_data(replace(FULL, seed=1))
+    assert [r.number for r in other.sft_refs] != sft
+    assert {r.flaw for r in data.sft_refs} == {None, "no_and", "no_hyphen", "neighbour"}
+    assert len(data.sft_rejected) == 200 and all(w != r.text for w, r in zip(data.sft_rejected, data.sft_refs))
+    with pytest.raises(ValueError, match="exceed the"):
+        build_data(replace(FULL, sft_numbers=700))
+
+
+def test_every_run_shares_everything_but_the_loss(tmp_path):
+    sft = train_config(FULL, "sft", tmp_path, progress=False).to_dict()
+    cpo = train_config(FULL, "sigmoid", tmp_path, progress=False).to_dict()
+    assert {k for k in sft if sft[k] != cpo[k]} == {"loss_type"}
+    assert (cpo["learning_rate"], cpo["max_steps"], cpo["cpo_alpha"]) == (FULL.learning_rate, FULL.steps, 1.0)
+
+
+def test_reference_rows():
+    refs = [Reference(7, "en", "seven"), Reference(21, "en", "twenty one", "no_hyphen")]
+    rows = reference_rows(refs, ["eight", "twelve"])
+    assert rows[1] == {"prompt": [{"role": "user", "content": "Write 21 in English words."}],
+                       "chosen": [{"role": "assistant", "content": "twenty one"}],
+                       "rejected": [{"role": "assistant", "content": "twelve"}]}

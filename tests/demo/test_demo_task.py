@@ -8,8 +8,14 @@ from num2words import num2words
 from cpo.demo.task import (
     DEMO_LANGUAGES,
     build_task,
+    checker_scores,
+    flaw_kinds,
+    flawed_references,
+    flawed_words,
     near_miss_candidates,
+    normalise,
     pick_near_miss,
+    prompt_number,
     prompt_text,
     split_numbers,
     typo_candidates,
@@ -148,3 +154,39 @@ def test_row_is_a_conversational_preference_row():
 def test_unknown_language_names_the_choices():
     with pytest.raises(ValueError, match="use one of en, de"):
         prompt_text(3, "xx")
+
+
+def test_flaws_by_hand():
+    rng = random.Random(0)
+    assert flaw_kinds(347, "en") == ["no_and", "no_hyphen", "neighbour"]
+    assert flaw_kinds(300, "en") == ["neighbour"] and flaw_kinds(21, "en") == ["no_hyphen", "neighbour"]
+    assert flawed_words(347, "en", "no_and", 999, rng) == "three hundred forty-seven"
+    assert flawed_words(347, "en", "no_hyphen", 999, rng) == "three hundred and forty seven"
+    assert flawed_words(347, "en", "neighbour", 999, rng) in ("three hundred and forty-six",
+                                                              "three hundred and forty-eight")
+    assert flawed_words(0, "en", "neighbour", 999, rng) == "one"  # -1 is out of range
+    with pytest.raises(ValueError, match="Unknown flaw"):
+        flawed_words(3, "en", "typo", 9, rng)
+
+
+def test_flawed_references_exact_share_seeded():
+    numbers = list(range(100, 140))
+    refs = flawed_references(numbers, "en", 0.3, 999, random.Random(5))
+    flawed = [r for r in refs if r.flaw is not None]
+    assert len(flawed) == 12 and [r.number for r in refs] == numbers
+    assert all(normalise(r.text) != normalise(num2words(r.number)) for r in flawed)
+    assert all(r.text == num2words(r.number) for r in refs if r.flaw is None)
+    assert refs == flawed_references(numbers, "en", 0.3, 999, random.Random(5))
+    assert refs != flawed_references(numbers, "en", 0.3, 999, random.Random(6))
+
+
+def test_checker_scores_right_answers_100_and_grades_the_rest():
+    prompt = [{"role": "user", "content": "Write 347 in English words."}]
+    assert prompt_number(prompt) == (347, "en") and prompt_number("Write 5 in German words.") == (5, "de")
+    scores = checker_scores([prompt] * 4, ["Three hundred and forty-seven.", "three hundred forty-seven",
+                                           "three hundredandforty-seven", "banana"], None)
+    assert scores[0] == 100.0
+    assert 50 < scores[1] < 99.0 and scores[2] == 99.0  # chrF ignores spaces: 100 capped at 99 (it is wrong)
+    assert scores[3] < 10
+    with pytest.raises(ValueError, match="Not a prompt of the demo task"):
+        prompt_number("What is 2 + 2?")

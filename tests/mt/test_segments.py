@@ -7,7 +7,7 @@ from helpers import asset
 
 from cpo.errors import UsageError
 from cpo.mt.prompts import alma_prompt, language_name
-from cpo.mt.segments import check_aligned, read_lines, read_segments, write_lines
+from cpo.mt.segments import check_aligned, read_lines, read_segments, write_jsonl, write_lines
 
 
 def test_alma_prompt_is_the_papers_template():
@@ -92,6 +92,29 @@ def test_write_lines_keeps_one_segment_a_line(tmp_path):
     p = tmp_path / "sub" / "hyp.txt"
     assert write_lines(p, ["a", "b\nc", "d\r\ne"]) == 2
     assert read_lines(p) == ["a", "b c", "d  e"]
+
+
+def test_writes_are_atomic_and_keep_the_usual_permissions(tmp_path):
+    """A failure while writing leaves the previous file (and no temporary one); a new file gets the permissions
+    open() would give it under the current umask, not mkstemp's private 0600."""
+    import os
+
+    p = tmp_path / "rows.jsonl"
+    write_jsonl(p, [{"a": 1}])
+    umask = os.umask(0o022)
+    try:
+        write_jsonl(p, [{"a": 2}])
+        assert (p.stat().st_mode & 0o777) == 0o644
+    finally:
+        os.umask(umask)
+
+    def rows():
+        yield {"a": 3}
+        raise RuntimeError("the scorer failed half-way")
+
+    with pytest.raises(RuntimeError, match="half-way"):
+        write_jsonl(p, rows())
+    assert p.read_text() == '{"a": 2}\n' and [x.name for x in tmp_path.iterdir()] == ["rows.jsonl"]
 
 
 def test_wmt_json_and_line_files_agree():

@@ -1,4 +1,4 @@
-"""The `cpo` command: ``train``, ``prefs``, ``eval``, ``plot`` and ``demo``.
+"""The `cpo` command: ``train``, ``generate``, ``prefs``, ``eval``, ``plot`` and ``demo``.
 
 Each subcommand is one module of this package, built the same way: ``HELP`` (its line in ``cpo --help``),
 ``build_parser()``, an optional ``parse(argv)`` (when it checks more than argparse does), and ``run(args)``, which
@@ -20,7 +20,8 @@ from .common import Formatter, setup_logging
 # subcommand -> its line in `cpo --help` (kept here so that the help imports no subcommand module)
 COMMANDS = {
     "train": "train with CPO: every CPOConfig flag, --config run.yaml (see `cpo train --help`)",
-    "prefs": "build preference pairs from scored translations (best vs worst)",
+    "generate": "sample candidate answers from a model (prompts or sentences to translate), for `cpo prefs`",
+    "prefs": "build preference pairs from scored candidates (best vs worst): chrF/BLEU, given scores, your scorer",
     "eval": "preference metrics on held-out pairs, or BLEU/chrF of translations",
     "plot": "draw training curves of one or several runs",
     "demo": "a short end-to-end demonstration on a real model (see `cpo demo --help`)",
@@ -28,14 +29,18 @@ COMMANDS = {
 DESCRIPTION = """\
 Preference-train language models with Contrastive Preference Optimization (arXiv 2401.08417).
 
-the loop, on WMT'22 de-en:
-  cpo prefs --src test.de-en.de --ref test.de-en.en --system GPT4.en --system ALMA.en \\
-      --src_lang de --tgt_lang en --output prefs.jsonl                  # best vs worst translation pairs
+the CPO paper's loop on your own model (docs/cli.md has it with real numbers):
+  cpo generate --model_name_or_path MODEL --src train.de --src_lang de --tgt_lang en --ref train.en \\
+      --num_samples 4 --include_greedy --output cands.jsonl        # candidates from the model
+  cpo prefs --candidates cands.jsonl --scorer my_qe.py:score --output prefs.jsonl   # best vs worst, your scorer
   cpo train --model_name_or_path MODEL --dataset_name prefs.jsonl --output_dir run
-  cpo eval --mode preference --model_name_or_path run --dataset_name prefs.jsonl
-  cpo eval --mode translate --model_name_or_path run --src test.de-en.de --ref test.de-en.en \\
+  cpo eval --mode translate --model_name_or_path run --src test.de --ref test.en \\
       --src_lang de --tgt_lang en --hypotheses run/hyp.en
   cpo plot run
+
+pairs from existing translations (WMT'22 de-en):
+  cpo prefs --src test.de-en.de --ref test.de-en.en --system GPT4.en --system ALMA.en \\
+      --src_lang de --tgt_lang en --output prefs.jsonl
 
 `cpo SUBCOMMAND --help` shows each subcommand's options and examples.
 """

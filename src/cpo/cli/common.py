@@ -22,6 +22,28 @@ def subcommand_parser(name: str, description: str, examples: str = "", parser_cl
                         formatter_class=Formatter, allow_abbrev=False, **kwargs)
 
 
+def add_model_arguments(parser) -> None:
+    """``--dtype``, ``--trust_remote_code`` and ``--use_cpu``: how a subcommand loads a model for inference."""
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype")
+    parser.add_argument("--trust_remote_code", action="store_true", help="allow models that ship their own code")
+    parser.add_argument("--use_cpu", action="store_true", help="run on the CPU even when a GPU is available (fp32)")
+
+
+def add_translation_arguments(group, reference: str) -> None:
+    """The sources of a translation subcommand (``--src``, ``--src_lang``, ``--tgt_lang``, ``--src_field``), its
+    references (``--ref``, ``--ref_field``; ``reference`` says what they are for) and the prompt ``--template``."""
+    group.add_argument("--src", help="source sentences: text file (one a line) or .json/.jsonl")
+    group.add_argument("--ref", help=f"{reference}: same formats (may be the same JSON file as --src)")
+    group.add_argument("--src_lang", help="source language code, e.g. de (prompt and JSON field)")
+    group.add_argument("--tgt_lang", help="target language code, e.g. en (prompt, JSON field, BLEU tokenizer)")
+    group.add_argument("--src_field", help="JSON field of the source (default translation.<src_lang> or <src_lang>)")
+    group.add_argument("--ref_field", help="JSON field of the reference (default translation.<tgt_lang> or "
+                       "<tgt_lang>)")
+    group.add_argument("--template", choices=["alma", "chat"], default="alma",
+                       help="alma: 'Translate this from German to English:\\nGerman: ...\\nEnglish:' (cut at the "
+                       "first newline); chat: the same text as a user turn in the tokenizer's chat template")
+
+
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time (it may be swapped, e.g. by a test's capture)."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..mt.scores import corpus_scores
 from ..mt.segments import check_aligned, read_segments, write_lines
-from .common import subcommand_parser, write_json
+from .common import add_model_arguments, add_translation_arguments, subcommand_parser, write_json
 
 logger = logging.getLogger("cpo")
 
@@ -46,9 +46,7 @@ def build_parser():
     p.add_argument("--mode", required=True, choices=["preference", "translate"])
     p.add_argument("--model_name_or_path", help="model folder, Hub name or .gguf file (translate: omit it to score "
                    "an existing --hypotheses file)")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype")
-    p.add_argument("--trust_remote_code", action="store_true", help="allow models that ship their own code")
-    p.add_argument("--use_cpu", action="store_true", help="run on the CPU even when a GPU is available (fp32)")
+    add_model_arguments(p)
     p.add_argument("--batch_size", type=int, default=8, help="pairs or sentences per batch")
     p.add_argument("--output_json", help="where to write the results (translate: default <hypotheses>.scores.json)")
     g = p.add_argument_group("--mode preference")
@@ -64,17 +62,9 @@ def build_parser():
     g.add_argument("--max_length", type=int, help="tokens of prompt + completion; default as --beta, else 1024")
     g.add_argument("--max_completion_length", type=int, help="tokens of a completion; default as --beta")
     g = p.add_argument_group("--mode translate")
-    g.add_argument("--src", help="source sentences: text file (one a line) or .json/.jsonl")
-    g.add_argument("--ref", help="reference translations, same formats (may be the same JSON file as --src)")
+    add_translation_arguments(g, reference="reference translations")
     g.add_argument("--hypotheses", help="translations: written when a model is given, read (and scored) otherwise")
-    g.add_argument("--src_lang", help="source language code, e.g. de (prompt and JSON field)")
-    g.add_argument("--tgt_lang", help="target language code, e.g. en (prompt, JSON field, BLEU tokenizer)")
-    g.add_argument("--src_field", help="JSON field of the source (default translation.<src_lang> or <src_lang>)")
-    g.add_argument("--ref_field", help="JSON field of the reference (default translation.<tgt_lang> or <tgt_lang>)")
     g.add_argument("--hyp_field", help="JSON field of a hypothesis file")
-    g.add_argument("--template", choices=["alma", "chat"], default="alma",
-                   help="alma: 'Translate this from German to English:\\nGerman: ...\\nEnglish:' (cut at the first "
-                   "newline); chat: the same text as a user turn in the tokenizer's chat template")
     g.add_argument("--max_new_tokens", type=int, default=256, help="most tokens generated per sentence")
     g.add_argument("--num_beams", type=int, default=1, help="beam size; 1 is greedy")
     g.add_argument("--limit", type=int, help="use only the first N segments")
@@ -84,7 +74,7 @@ def build_parser():
 _MODE_ONLY = {
     "preference": ("dataset_name", "dataset_config", "dataset_split", *LOSS_KEYS),
     "translate": ("src", "ref", "hypotheses", "src_lang", "tgt_lang", "src_field", "ref_field", "hyp_field",
-                  "max_new_tokens", "num_beams", "limit"),
+                  "template", "max_new_tokens", "num_beams", "limit"),
 }
 
 

@@ -246,6 +246,8 @@ def run(parsed) -> int:
     trainer.save_model(cfg.output_dir)
     trainer.save_state()
     if trainer.is_world_process_zero():
+        trainer.create_model_card(dataset_name=script.dataset_name, output_dir=cfg.output_dir)
+    if trainer.is_world_process_zero():
         out = Path(cfg.output_dir)
         import yaml
 

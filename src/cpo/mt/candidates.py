@@ -89,13 +89,15 @@ def _given_scores(names: list[str], score_specs: Sequence[str], n: int) -> dict[
 def file_segments(src: str, ref: str, systems: Sequence[tuple[str, str]], *, metric: str, tgt_lang: str | None,
                   src_lang: str | None = None, include_reference: bool = True, reference_name: str = "reference",
                   score_specs: Sequence[str] = (), src_field: str | None = None,
-                  ref_field: str | None = None) -> list[Segment]:
+                  ref_field: str | None = None, scorer: str | None = None,
+                  scorer_batch_size: int = 64) -> list[Segment]:
     """Segments from line-aligned files (or JSON records) with every candidate scored.
 
     Args:
         systems: ``(name, path)`` of each system output file.
-        metric: ``chrf``/``bleu`` (against the reference) or ``given`` (``score_specs``: ``NAME=FILE`` for each
-            candidate, the reference included unless ``include_reference`` is False).
+        metric: ``chrf``/``bleu`` (against the reference), ``given`` (``score_specs``: ``NAME=FILE`` for each
+            candidate, the reference included unless ``include_reference`` is False), or ``scorer``: the user's
+            callable named by ``scorer`` (see :mod:`cpo.mt.scores`), given the sources, texts and references.
 
     Raises:
         UsageError: missing files, misaligned counts (both given), an unknown or missing score file.
@@ -110,6 +112,11 @@ def file_segments(src: str, ref: str, systems: Sequence[tuple[str, str]], *, met
         raise UsageError("Pairs need at least two candidates: give one more --system (or keep the reference).")
     if metric == "given":
         scores = _given_scores(list(texts), score_specs, n)
+    elif metric == "scorer":
+        names = list(texts)
+        by_segment = call_scorer(load_scorer(scorer), sources, [[texts[k][i] for k in names] for i in range(n)], refs,
+                                 batch_size=scorer_batch_size, name=f"scorer {scorer}")
+        scores = {k: [by_segment[i][j] for i in range(n)] for j, k in enumerate(names)}
     else:
         if score_specs:
             raise UsageError(f"--scores files are used with --metric given only, not with --metric {metric}.")

@@ -176,6 +176,9 @@ def atomic_write(path: str | Path):
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             yield f
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # the permissions open() would give, not mkstemp's private 0600
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -9,9 +9,8 @@ Prompts are tokenized as the trainer tokenizes training prompts (:func:`cpo.mt.p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 
-from ..generation import Decoding, generate_candidates, generate_texts
+from ..generation import Decoding, generate_texts, sample_candidates
 from .prompts import prompt_ids
 
 
@@ -43,11 +42,11 @@ def translate(model, tokenizer, sources: Sequence[str], *, src_lang: str, tgt_la
 
 def translation_candidates(model, tokenizer, sources: Sequence[str], decoding: Decoding, *, src_lang: str,
                            tgt_lang: str, template: str = "alma", include_greedy: bool = False, batch_size: int = 16,
-                           progress: bool = True) -> tuple[list[list[str]], int]:
-    """Sampled translations of each source (cleaned as :func:`translate` cleans them), the greedy one first with
-    ``include_greedy``; duplicates dropped. Returns ``(candidates, duplicates)`` as
-    :func:`cpo.generation.generate_candidates`."""
+                           progress: bool = True) -> list[list[str]]:
+    """Sampled translations of each source, cleaned as :func:`translate` cleans them; with ``include_greedy`` the
+    greedy one first, which is :func:`translate`'s hypothesis. Duplicates are kept (one list entry per sample
+    index; :func:`cpo.generation.unique_candidates` drops them)."""
     ids = prompt_ids(sources, src_lang, tgt_lang, template, tokenizer)
-    clean = partial(clean_hypothesis, stop_at_newline=bool(_stops(template)))
-    return generate_candidates(model, tokenizer, ids, decoding, include_greedy=include_greedy,
-                               batch_size=batch_size, stop_strings=_stops(template), clean=clean, progress=progress)
+    answers = sample_candidates(model, tokenizer, ids, decoding, include_greedy=include_greedy,
+                                batch_size=batch_size, stop_strings=_stops(template), progress=progress)
+    return [[clean_hypothesis(t, bool(_stops(template))) for t in texts] for texts in answers]
