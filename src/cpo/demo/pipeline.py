@@ -28,6 +28,7 @@ import torch
 from .. import CPOConfig, CPOTrainer
 from ..generation import Decoding, generate_candidates
 from ..gguf import align_special_tokens, load_gguf_model, load_gguf_tokenizer
+from ..losses import uses_average_logps
 from ..mt.candidates import read_candidates, score_candidates
 from ..mt.pairs import build_rows, prompt_pair_row
 from ..mt.segments import write_jsonl
@@ -213,6 +214,9 @@ def train_and_measure(name: str, model, tokenizer, loss_type: str, rows: list[di
     trainer.train()
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
+    if uses_average_logps(loss_type):  # preference accuracy compares summed log-probs: evaluate as SFT does
+        trainer = CPOTrainer(model=trainer.model, args=train_config(settings, "sft", run_dir, progress),
+                             eval_dataset=data.eval_rows, processing_class=tokenizer)
     result = measure(name, trainer.model, tokenizer, data, settings.eval_batch_size, progress, trainer)
     result.seconds = time.perf_counter() - start
     return result
