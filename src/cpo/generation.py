@@ -97,6 +97,7 @@ def generate_texts(model, tokenizer, prompt_ids: Sequence[list[int]], decoding: 
     per_batch = max(1, batch_size // decoding.num_samples)
     batches = [order[i: i + per_batch] for i in range(0, len(order), per_batch)]
     extra = {"stop_strings": list(stop_strings), "tokenizer": tokenizer} if stop_strings else {}
+    stops = stop_token_ids(model, tokenizer)  # renders the chat template once, not once a batch
     out: list[list[str]] = [[] for _ in prompt_ids]
     was_training = model.training
     model.eval()
@@ -111,7 +112,7 @@ def generate_texts(model, tokenizer, prompt_ids: Sequence[list[int]], decoding: 
                 mask = torch.tensor([[0] * (width - len(prompt_ids[i])) + [1] * len(prompt_ids[i]) for i in batch],
                                     device=device)
                 gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=decoding.max_new_tokens,
-                                     pad_token_id=pad, eos_token_id=stop_token_ids(model, tokenizer),
+                                     pad_token_id=pad, eos_token_id=stops,
                                      **_sampling_kwargs(decoding), **extra)
                 texts = tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)  # (B * N, new) -> text
                 per_prompt = len(texts) // len(batch)  # a prompt's N samples are adjacent

@@ -265,8 +265,8 @@ def encode_prompt_values(tokenizer, prompts: list, tools: list | None = None,
     if chats and getattr(tokenizer, "chat_template", None) is None:
         raise RowError(chats[0], "prompt", "is a conversation but the tokenizer has no chat template",
                        "set tokenizer.chat_template, or give plain strings")
-    texts = [render_prompt(prompts[i], tokenizer, (tools or [None] * len(prompts))[i],
-                           (template_kwargs or [None] * len(prompts))[i]) for i in chats]
+    tools, template_kwargs = tools or [None] * len(prompts), template_kwargs or [None] * len(prompts)
+    texts = [render_prompt(prompts[i], tokenizer, tools[i], template_kwargs[i]) for i in chats]
     for i, ids in zip(chats, encode_prompts(tokenizer, texts, templated=True)):
         out[i] = ids
     return out

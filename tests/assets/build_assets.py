@@ -1,6 +1,7 @@
-"""How the files in tests/assets were made from ../shared/data (run once by a developer; the tests never run it).
+"""How the files in tests/assets were made from the project's data folder (run once by a developer; no test runs or
+imports it, and a user's clone needs nothing but its output, which is committed).
 
-    python tests/assets/build_assets.py [SHARED_DATA]
+    python tests/assets/build_assets.py SHARED_DATA      # the folder holding wmt22/, tokenizers/, ...
 
 Each slice is cut as it is, with no text changed; README.md in this folder gives the provenance and licence of each.
 """
@@ -35,20 +36,20 @@ def save_tokenizer(tokenizer, folder: Path) -> None:
     raw.unlink()
 
 
-def main(shared: Path) -> None:
+def main(data: Path) -> None:
     from transformers import AutoTokenizer, GPT2TokenizerFast
 
-    wmt = shared / "wmt22"
+    wmt = data / "wmt22"
     for rel in ("wmt-testset/deen/test.de-en.de", "wmt-testset/deen/test.de-en.en",
                 "GPT-4-1106-preview/deen/test.de-en.en", "ALMA-13B-LoRA/deen/test.de-en.en"):
         head_lines(wmt / rel, HERE / "wmt22" / rel, WMT_SEGMENTS)
-    records = json.loads((shared / "wmt-human-written/deen/test.de-en.json").read_text(encoding="utf-8"))
+    records = json.loads((data / "wmt-human-written/deen/test.de-en.json").read_text(encoding="utf-8"))
     out = HERE / "wmt-human-written/deen/test.de-en.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(records[:WMT_SEGMENTS], ensure_ascii=False) + "\n", encoding="utf-8")
 
     for pair in ("ende", "zhen"):
-        src = shared / "wmt-mqm/ted" / pair
+        src = data / "wmt-mqm/ted" / pair
         dst = HERE / "wmt-mqm/ted" / pair
         dst.mkdir(parents=True, exist_ok=True)
         lines = (src / f"mqm_ted_{pair}.tsv").read_text(encoding="utf-8").split("\n")
@@ -60,22 +61,24 @@ def main(shared: Path) -> None:
         (dst / f"mqm_ted_{pair}.avg_seg_scores.tsv").write_text("\n".join(kept) + "\n", encoding="utf-8")
 
     for table in ZEN_TABLES:
-        src = shared / "chat-preference/trl-zen" / f"{table}.jsonl"
+        src = data / "chat-preference/trl-zen" / f"{table}.jsonl"
         (HERE / "trl-zen").mkdir(exist_ok=True)
         (HERE / "trl-zen" / f"{table}.jsonl").write_bytes(src.read_bytes())
 
     hh = "chat-preference/hh-rlhf/harmless-base/test.jsonl.gz"
-    with gzip.open(shared / hh, "rt", encoding="utf-8") as f:
+    with gzip.open(data / hh, "rt", encoding="utf-8") as f:
         rows = [next(f) for _ in range(HH_RLHF_ROWS)]
     (HERE / hh).parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(HERE / hh, "wt", encoding="utf-8", compresslevel=9) as f:
         f.writelines(rows)
 
-    gpt2 = shared / "tokenizers/gpt2"
+    gpt2 = data / "tokenizers/gpt2"
     save_tokenizer(GPT2TokenizerFast(str(gpt2 / "vocab.json"), str(gpt2 / "merges.txt")), HERE / "tokenizers/gpt2")
-    qwen2 = AutoTokenizer.from_pretrained(str(shared / "tokenizers/qwen2"), gguf_file="ggml-vocab-qwen2.gguf")
+    qwen2 = AutoTokenizer.from_pretrained(str(data / "tokenizers/qwen2"), gguf_file="ggml-vocab-qwen2.gguf")
     save_tokenizer(qwen2, HERE / "tokenizers/qwen2")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parents[2] / "shared" / "data")
+    if len(sys.argv) != 2:
+        sys.exit("usage: python tests/assets/build_assets.py SHARED_DATA")
+    main(Path(sys.argv[1]))

@@ -68,11 +68,16 @@ def test_translation_greedy_candidates_are_evals_hypotheses(tiny, tmp_path):
     for i, r in enumerate(rows):  # the JSONL's candidates are the line files' answers, duplicates dropped
         answers = [greedy[i], samples[0][i], samples[1][i]]
         assert r["candidates"] == list(dict.fromkeys(answers))
-    # the line files are what `cpo prefs --system` reads
+    # the line files are what `cpo prefs --system` reads: each pair's texts are that line's reference or answers
     assert main(["prefs", "--src", src, "--ref", ref, "--system", f"G={tmp_path / 'cands.greedy.en'}", "--system",
                  f"S1={tmp_path / 'cands.sample1.en'}", "--src_lang", "de", "--tgt_lang", "en", "--output",
-                 str(tmp_path / "p.jsonl")]) in (0, 1)
-    assert (tmp_path / "p.jsonl").exists()
+                 str(tmp_path / "p.jsonl")]) == 0
+    texts = {"reference": REFERENCES, "G": greedy, "S1": samples[0]}
+    pairs = read_jsonl(tmp_path / "p.jsonl")
+    assert pairs and all(p["chosen_system"] == "reference" for p in pairs)  # chrF: the reference scores 100
+    for p in pairs:
+        i = p["segment_id"] - 1
+        assert p["rejected"].strip() == texts[p["rejected_system"]][i].strip() and p["rejected_system"] in ("G", "S1")
 
 
 def test_a_gguf_model_and_a_chat_prompt(tmp_path):

@@ -130,3 +130,19 @@ def test_chrf_and_given_scores_from_the_rows(tmp_path):
     row = json.loads(out.read_text())
     assert row["prompt"] == "Translate this from German to English:\nGerman: Das Haus.\nEnglish:"
     assert (row["chosen"], row["rejected"]) == (" A home.", " The house.")
+
+
+def test_references_from_a_wmt_json_file(tmp_path):
+    """--ref may be a JSON test set: read as `cpo eval` reads it, translation.<tgt_lang> of the rows' language."""
+    from helpers import asset
+
+    from cpo.mt.segments import read_segments
+
+    js = asset("wmt-human-written", "deen", "test.de-en.json")
+    sources = read_segments(js, lang="de")
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps({"source": s, "src_lang": "de", "tgt_lang": "en", "candidates": ["a", "b"]})
+                            + "\n" for s in sources))
+    rows = read_candidates(str(path), ref=str(js))
+    assert rows.references == read_segments(js, lang="en") and len(rows.references) == 40
+    assert rows.segments[0].candidates[0].text == rows.references[0]  # the reference joins as a candidate

@@ -10,13 +10,10 @@ counted. The JSONL output (one row per prompt: ``prompt``, ``candidates`` and th
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from ..errors import UsageError
 from .common import add_model_arguments, add_translation_arguments, subcommand_parser
-
-logger = logging.getLogger("cpo")
 
 EXAMPLES = """\
 examples:
@@ -81,10 +78,9 @@ def _dataset_rows(args) -> list[dict]:
     if args.prompt_field not in ds.column_names:
         raise UsageError(f"The dataset {args.dataset_name!r} has no {args.prompt_field!r} column (columns: "
                          f"{', '.join(ds.column_names)}). Name the prompt column with --prompt_field.")
-    rows = ds.to_list()[: args.limit] if args.limit else ds.to_list()
     if "candidates" in ds.column_names:
         raise UsageError(f"The dataset {args.dataset_name!r} already has a 'candidates' column; rename it.")
-    return rows
+    return ds.to_list()[: args.limit] if args.limit else ds.to_list()
 
 
 def _translation_rows(args) -> list[dict]:
@@ -106,7 +102,7 @@ def _translation_rows(args) -> list[dict]:
 def run(args) -> int:
     """Load the model, sample the candidates, write the JSONL (and the per-sample line files for translations)."""
     from ..generation import unique_candidates
-    from ..mt.segments import write_jsonl, write_lines
+    from ..mt.segments import write_jsonl
     from ..rows import RowError
     from .loading import load_for_inference
 
@@ -139,7 +135,7 @@ def run(args) -> int:
     written = [str(args.output)]
     write_jsonl(args.output, out)
     if args.src:
-        written += _write_sample_files(args, answers, write_lines)
+        written += _write_sample_files(args, answers)
     total = len(rows) * (decoding.num_samples + args.include_greedy)
     print(f"{len(rows)} prompts, {total} answers ({decoding.num_samples} samples"
           f"{' + greedy' if args.include_greedy else ''} each): {total - dropped} candidates kept, {dropped} "
@@ -147,9 +143,11 @@ def run(args) -> int:
     return 0
 
 
-def _write_sample_files(args, answers: list[list[str]], write_lines) -> list[str]:
+def _write_sample_files(args, answers: list[list[str]]) -> list[str]:
     """``<output stem>.greedy.<tgt>`` and ``<output stem>.sample<k>.<tgt>``: answer ``k`` of every source, line by
     line (duplicates included, so every file has one line per source)."""
+    from ..mt.segments import write_lines
+
     stem = Path(args.output).with_suffix("")
     names = (["greedy"] if args.include_greedy else []) + [f"sample{k}" for k in range(1, args.num_samples + 1)]
     paths = []

@@ -271,7 +271,8 @@ def read_candidates(path: str, *, ref: str | None = None, reference_field: str =
     rows = read_json_records(p, "candidates")
     if not rows:
         raise UsageError(f"The candidates file {path!r} holds no rows.")
-    refs = read_segments(ref, field=None if not str(ref).endswith((".json", ".jsonl")) else reference_field,
+    # a text file, or a JSON file read as cpo eval reads it (translation.<tgt_lang> of the rows' language)
+    refs = read_segments(ref, lang=rows[0].get("tgt_lang") if isinstance(rows[0], dict) else None,
                          what="reference") if ref else None
     if refs is not None:
         check_aligned([(f"candidates file {path}", rows), (f"reference {ref}", refs)])
