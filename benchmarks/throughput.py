@@ -12,6 +12,12 @@ The tokenizer is a byte-level BPE of at most 32000 ids trained on the same folde
 
 Tokens are counted as a user would: prompt, chosen and rejected tokens of each pair (the prompt once), not padded
 positions. Each path runs in a fresh process: one warm-up step, then --steps timed steps.
+
+Distance to the machine's limit (``flops.py``): the run first measures the fp32 GEMM peak (a 4096^3 ``torch.mm``,
+same threads); each path then reports the FLOP/s it *executes* (FlopCounterMode over the timed steps' batches:
+recompute, padding and full logits included) and the *useful* FLOP/s, ``6 N U + 6 H V C`` (``N`` non-embedding
+parameters, ``U`` unique tokens with the prompt once, ``H x V`` the LM head, ``C`` completion tokens), each also as a
+fraction of the peak. ``--profile`` prints the top operators of one profiled step (``torch.profiler``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 from pathlib import Path
 
 from common import ASSETS, bpe_tokenizer, emit, hh_rlhf_file, machine, qwen2_model, run_worker
+from flops import executed_flops, gemm_peak_flops, useful_flops
 
 PATHS = {
     "trl": None,
@@ -30,6 +37,8 @@ PATHS = {
     "ours, padding-free": dict(chunked_logits=False, padding_free=True, prefix_sharing=False),
     "ours, prefix sharing": dict(chunked_logits=False, padding_free=False, prefix_sharing=True),
     "ours, all on": dict(chunked_logits=True, padding_free=True, prefix_sharing=True),
+    "ours, all on, no checkpointing": dict(chunked_logits=True, padding_free=True, prefix_sharing=True,
+                                           gradient_checkpointing=False),
 }
 MAX_LENGTH = 1024
 
@@ -70,6 +79,45 @@ def data_tokens(trainer_dataset) -> list[int]:
                                                         trainer_dataset["rejected_input_ids"])]
 
 
+class Recorder:
+    """Wraps a data collator: keeps each batch it builds, with the unique and completion tokens of its pairs."""
+
+    def __init__(self, collate):
+        self.collate, self.batches = collate, []
+
+    def __getattr__(self, name):  # the trainer reads the layout's flags off its collator
+        return getattr(self.__dict__["collate"], name)
+
+    def __call__(self, features):
+        batch = self.collate(features)
+        unique = completion = 0
+        for f in features:
+            if "chosen_labels" in f:  # TRL: prompt + answer ids, the prompt's labels at -100
+                answers = sum(t != -100 for t in f["chosen_labels"]) + sum(t != -100 for t in f["rejected_labels"])
+                unique += len(f["prompt_input_ids"]) + answers
+            else:
+                answers = len(f["chosen_input_ids"]) + len(f["rejected_input_ids"])
+                unique += len(f["prompt_input_ids"]) + answers
+            completion += answers
+        self.batches.append((dict(batch), unique, completion))
+        return batch
+
+
+def profile_step(trainer, batch) -> list[dict]:
+    """The operators of one forward + backward that take the most time (self CPU time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    trainer.model.train()
+    inputs = trainer._prepare_inputs(batch)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        trainer.compute_loss(trainer.model, inputs).backward()
+    trainer.model.zero_grad(set_to_none=True)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [{"op": e.key, "self_s": round(e.self_cpu_time_total / 1e6, 3), "share": round(e.self_cpu_time_total / total, 3),
+             "calls": e.count} for e in events[:12]]
+
+
 def worker(args) -> None:
     import time
 
@@ -105,8 +153,12 @@ def worker(args) -> None:
     steps = Steps()
     trainer = CPOTrainer(model=qwen2_model(32000, layers=8), args=config, processing_class=tok,
                          train_dataset=Dataset.from_list(rows), callbacks=[steps])
+    recorder = trainer.data_collator = Recorder(trainer.data_collator)
     trainer.train()
     timed = steps.times[1:]  # the first step warms up allocators and caches
+    batches = recorder.batches[1 : len(steps.times)]  # one batch per step (no gradient accumulation)
+    executed = sum(executed_flops(trainer, batch) for batch, _, _ in batches) / len(batches)
+    useful = sum(useful_flops(trainer.model, u, c) for _, u, c in batches) / len(batches)
     # the same pairs reach every path: count their tokens with our tokenization of the same rows
     from cpo.tokenization import TokenizeSpec, prepare_dataset
 
@@ -115,7 +167,10 @@ def worker(args) -> None:
     seconds = sum(timed) / len(timed)
     emit({"status": "ok", "seconds_per_step": round(seconds, 3), "pairs_per_s": round(args.pairs / seconds, 3),
           "tokens_per_s": round(args.pairs * tokens_per_pair / seconds, 1), "tokens_per_pair": round(tokens_per_pair, 1),
-          "first_loss": round(next(h["loss"] for h in trainer.state.log_history if "loss" in h), 4)})
+          "first_loss": round(next(h["loss"] for h in trainer.state.log_history if "loss" in h), 4),
+          "executed_gflop_per_s": round(executed / seconds / 1e9, 2), "useful_gflop_per_s": round(useful / seconds / 1e9, 2),
+          "executed_over_useful": round(executed / useful, 3),
+          **({"profile": profile_step(trainer, batches[0][0])} if args.profile else {})})
 
 
 def main() -> None:
@@ -128,19 +183,26 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=8, help="pairs per optimiser step")
     parser.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up step")
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--profile", action="store_true", help="profile one step of each path (torch.profiler)")
     parser.add_argument("--data_dir", default=str(ASSETS),
                         help="folder with wmt22/ and chat-preference/hh-rlhf/ (default: tests/assets; the README's "
                         "numbers: ../shared/data)")
     args = parser.parse_args()
     if args.worker:
         return worker(args)
+    peak = gemm_peak_flops()
     emit({"benchmark": "throughput", "machine": machine(), "pairs_per_step": args.pairs, "timed_steps": args.steps,
-          "model": "Qwen2 hidden 512, 8 layers, V 32000", "data_dir": args.data_dir})
+          "model": "Qwen2 hidden 512, 8 layers, V 32000", "data_dir": args.data_dir,
+          "fp32_gemm_peak_gflop_per_s": round(peak / 1e9, 1)})
     for data in args.datasets:
         base = None
         for path in args.paths:
             result = run_worker(["--path", path, "--data", data, "--pairs", str(args.pairs), "--steps",
-                                 str(args.steps), "--data_dir", args.data_dir], args.timeout)
+                                 str(args.steps), "--data_dir", args.data_dir, *(["--profile"] if args.profile else [])],
+                                args.timeout)
+            for kind in ("executed", "useful"):
+                if f"{kind}_gflop_per_s" in result:
+                    result[f"{kind}_fraction_of_peak"] = round(result[f"{kind}_gflop_per_s"] * 1e9 / peak, 3)
             if path == "trl" and result.get("status") == "ok":
                 base = result["pairs_per_s"]
             if base and result.get("status") == "ok":

@@ -11,7 +11,7 @@ from cpo import CPOTrainer
 from cpo.layouts import PreferenceCollator, block_mask
 from cpo.logprobs import average_logps, sequence_logps
 from cpo.losses import cpo_objective, uses_average_logps
-from cpo.modeling import HeadInputCapture, forward_logps, lm_head_of
+from cpo.modeling import PATH_ATTENTION, HeadInputCapture, forward_logps, lm_head_of, use_path_attention
 
 PAIR = {"prompt_input_ids": [1, 2, 3], "chosen_input_ids": [4, 5], "rejected_input_ids": [6], "row_index": 9}
 
@@ -107,14 +107,17 @@ LAYOUTS = {"packed": dict(packed=True), "shared": dict(shared_prompt=True), "bot
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "llama"])
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager", "paths"])
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("loss_type,chunked", [("sigmoid", True), ("simpo", False), ("ipo", True)])
 def test_layouts_equal_padded_reference(arch, attn, layout, loss_type, chunked):
+    """Against the padded layout with the model's own attention (sdpa for ``paths``: fused causal sdpa per path)."""
     build = tiny_qwen2 if arch == "qwen2" else tiny_llama
-    model = build(257, attn_implementation=attn)
+    model = build(257, attn_implementation="sdpa" if attn == "paths" else attn)
     features = pairs_with_varied_lengths(257)
     ref = layout_outputs(model, features, PreferenceCollator(0), loss_type, chunked)
+    if attn == "paths":
+        assert use_path_attention(model) == PATH_ATTENTION
     got = layout_outputs(model, features, PreferenceCollator(0, **LAYOUTS[layout]), loss_type, chunked)
     for a, b in zip(got[:4], ref[:4]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

@@ -18,7 +18,15 @@ from torch import nn
 
 from .chunked import LMHead, head_logits
 from .layouts import PreferenceCollator
-from .modeling import HeadInputCapture, forward_logps, lm_head_of, text_config
+from .modeling import (
+    PATH_ATTENTION,
+    HeadInputCapture,
+    forward_logps,
+    lm_head_of,
+    restore_sdpa,
+    text_config,
+    use_path_attention,
+)
 
 logger = logging.getLogger("cpo")
 
@@ -30,6 +38,7 @@ class Paths:
     capture: HeadInputCapture | None = None
     head: object | None = None
     collator: PreferenceCollator | None = None
+    attn_impl: str = "eager"
     notes: list[str] = field(default_factory=list)
 
 
@@ -158,7 +167,10 @@ def select_layout(model, args, pad_token_id: int, attn_impl: str, paths: Paths, 
     if shared and attn_impl.startswith("flash"):
         _off(paths, "prefix sharing", "prefix_sharing", args.prefix_sharing, f"{attn_impl} takes no custom mask")
         shared = False
-    row_tokens = 0 if attn_impl.startswith("flash") else None  # varlen kernels take one long row
+    if packed or shared:
+        attn_impl = use_path_attention(model)
+    # varlen kernels and causal paths cost nothing per row: one long row, no padding; a dense mask costs L^2 per row
+    row_tokens = 0 if attn_impl.startswith("flash") or attn_impl == PATH_ATTENTION else None
     while packed or shared:
         candidate = PreferenceCollator(pad_token_id, packed=packed, shared_prompt=shared, max_row_tokens=row_tokens)
         why = verify_layout(model, candidate, attn_impl, paths, router_logits)
@@ -175,6 +187,11 @@ def select_layout(model, args, pad_token_id: int, attn_impl: str, paths: Paths, 
             paths.notes.append(f"{name}: on")
         elif getattr(args, flag) is False:
             paths.notes.append(f"{name}: off ({flag}=False)")
+    if not (packed or shared):
+        attn_impl = restore_sdpa(model)
+    elif attn_impl == PATH_ATTENTION:
+        paths.notes.append("attention: fused causal sdpa per path (no (L, L) mask)")
+    paths.attn_impl = attn_impl
     return PreferenceCollator(pad_token_id, packed=packed, shared_prompt=shared, max_row_tokens=row_tokens)
 
 
@@ -183,7 +200,7 @@ def select_paths(
 ) -> Paths:
     """Choose and verify the log-prob path and (unless ``layout`` is False: a user collator) the batch layout for
     ``model``; log one line per choice."""
-    paths = Paths()
+    paths = Paths(attn_impl=attn_impl)
     paths.capture, paths.head = select_head(model, args.chunked_logits, paths.notes)
     if not layout:
         paths.notes.append("batch layout: the data_collator given")

@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from .blockattn import AttentionPath, attention_paths, block_attention
 from .chunked import LMHead, chunked_token_logps
-from .layouts import block_mask
+from .layouts import block_mask, block_regions
 from .logprobs import token_logps_from_logits
 
 logger = logging.getLogger("cpo")
@@ -86,9 +87,73 @@ def attention_implementation(model: nn.Module) -> str:
     return str(getattr(text_config(model), "_attn_implementation", None) or "eager")
 
 
+PATH_ATTENTION = "cpo_paths_sdpa"
+
+
+@dataclass
+class PathLayout:
+    """What :func:`path_attention` needs of a packed or shared batch: its causal paths, and the ids a dense mask is
+    built from where a layer needs one (a sliding window)."""
+
+    paths: list[AttentionPath]
+    unit_ids: torch.Tensor
+    branch_ids: torch.Tensor
+    position_ids: torch.Tensor
+
+    def dense_mask(self, sliding_window: int | None) -> torch.Tensor:
+        mask = block_mask(self.unit_ids, self.branch_ids)
+        if sliding_window:  # as transformers' window over the padded layout: positions less than the window apart
+            pos = self.position_ids
+            mask = mask & ((pos[:, :, None] - pos[:, None, :]) < sliding_window)[:, None]
+        return mask
+
+
+def path_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """transformers attention function of :data:`PATH_ATTENTION`: a batch with a ``cpo_path_layout`` runs
+    :func:`cpo.blockattn.block_attention` (fused causal sdpa per path, no ``(L, L)`` mask); a layer with a sliding
+    window runs sdpa with the layout's dense mask; any other call is sdpa exactly as the model had it."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    layout: PathLayout | None = kwargs.pop("cpo_path_layout", None)
+    if layout is not None:
+        window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
+        if window or kwargs.get("softcap") is not None or kwargs.get("position_bias") is not None or kwargs.get("s_aux") is not None:
+            attention_mask = layout.dense_mask(window)
+        else:
+            scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+            out = block_attention(query, key, value, layout.paths, scale, dropout if module.training else 0.0)
+            return out.transpose(1, 2).contiguous(), None
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+
+
+def use_path_attention(model: nn.Module) -> str:
+    """Switch an sdpa model to :data:`PATH_ATTENTION` (registered with transformers on first use) and return the
+    attention implementation it now has. Calls without a cpo layout still run sdpa with the masks sdpa gets, and
+    ``save_pretrained`` writes no attention implementation, so the model is unchanged outside cpo's batches."""
+    config = text_config(model)
+    if getattr(config, "_attn_implementation", None) != "sdpa":
+        return attention_implementation(model)
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(PATH_ATTENTION, path_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(PATH_ATTENTION, sdpa_mask)
+    config._attn_implementation = PATH_ATTENTION
+    return PATH_ATTENTION
+
+
+def restore_sdpa(model: nn.Module) -> str:
+    """Undo :func:`use_path_attention` (when no packed or shared layout is used after all)."""
+    config = text_config(model)
+    if getattr(config, "_attn_implementation", None) == PATH_ATTENTION:
+        config._attn_implementation = "sdpa"
+    return attention_implementation(model)
+
+
 def model_inputs(batch: dict[str, torch.Tensor], attn_impl: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """The keyword arguments of ``model(...)`` for a collated batch, with the attention mask in the format the
-    attention implementation takes: bool for sdpa/flex, additive float for eager, none for varlen flash kernels."""
+    """The keyword arguments of ``model(...)`` for a collated batch, with the attention in the format the attention
+    implementation takes: paths for :data:`PATH_ATTENTION`, a bool mask for sdpa/flex, an additive float mask for
+    eager, none for varlen flash kernels."""
     inputs = {"input_ids": batch["input_ids"], "use_cache": False}
     if "decoder_input_ids" in batch:
         inputs.update(attention_mask=batch["attention_mask"], decoder_input_ids=batch["decoder_input_ids"])
@@ -96,7 +161,14 @@ def model_inputs(batch: dict[str, torch.Tensor], attn_impl: str, dtype: torch.dt
         inputs["attention_mask"] = batch["attention_mask"]
     else:
         inputs["position_ids"] = batch["position_ids"]
-        if not attn_impl.startswith("flash"):  # FlashAttention packs through position_ids (varlen) by itself
+        if attn_impl == PATH_ATTENTION:
+            unit_ids, branch_ids = batch["unit_ids"], batch["branch_ids"]
+            paths = attention_paths(block_regions(unit_ids.cpu(), branch_ids.cpu()))
+            inputs["cpo_path_layout"] = PathLayout(paths, unit_ids, branch_ids, batch["position_ids"])
+            # an empty 4D mask: transformers passes a 4D mask through untouched, so it builds no (L, L) mask
+            inputs["attention_mask"] = torch.ones((unit_ids.shape[0], 1, 0, 0), dtype=torch.bool,
+                                                  device=unit_ids.device)
+        elif not attn_impl.startswith("flash"):  # FlashAttention packs through position_ids (varlen) by itself
             mask = block_mask(batch["unit_ids"], batch["branch_ids"])
             if attn_impl == "eager":
                 mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(

@@ -105,6 +105,7 @@ class CPOTrainer(Trainer):
             model, args, processing_class.pad_token_id, self._attn_impl, self.is_encoder_decoder,
             self.aux_loss_enabled, layout=data_collator is None,
         )
+        self._attn_impl = self._paths.attn_impl
         if data_collator is None:
             data_collator = self._paths.collator or self._encoder_decoder_collator(model, processing_class)
 
