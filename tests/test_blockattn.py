@@ -192,3 +192,21 @@ def test_the_trainer_runs_path_attention_on_sdpa_models_and_the_dense_mask_on_ea
                      args=train_args(tmp_path / "off", padding_free=False, prefix_sharing=False),
                      processing_class=tok, train_dataset=zen("standard_preference"))
     assert off._attn_impl == "sdpa" and off.model.config._attn_implementation == "sdpa"
+
+
+def test_a_model_that_fails_path_attention_keeps_its_layouts_with_the_dense_mask(tmp_path, tok, monkeypatch):
+    from helpers import train_args, zen
+
+    import cpo.modeling
+    from cpo import CPOTrainer
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("layout not passed on")
+
+    monkeypatch.setattr(cpo.modeling, "block_attention", broken)
+    trainer = CPOTrainer(model=tiny_qwen2(len(tok), attn_implementation="sdpa"), args=train_args(tmp_path),
+                         processing_class=tok, train_dataset=zen("standard_preference"))
+    assert trainer._attn_impl == "sdpa" and trainer.model.config._attn_implementation == "sdpa"
+    assert (trainer.data_collator.packed, trainer.data_collator.shared_prompt) == (True, True)
+    assert trainer.data_collator.max_row_tokens is None
+    assert any(note.startswith("path attention: off, because") for note in trainer._paths.notes)

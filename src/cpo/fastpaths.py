@@ -176,6 +176,10 @@ def select_layout(model, args, pad_token_id: int, attn_impl: str, paths: Paths, 
         why = verify_layout(model, candidate, attn_impl, paths, router_logits)
         if not why:
             break
+        if attn_impl == PATH_ATTENTION:  # e.g. a model that does not pass cpo's layout on: retry with a dense mask
+            paths.notes.append(f"path attention: off, because {why}")
+            attn_impl, row_tokens = restore_sdpa(model), None
+            continue
         if shared:
             _off(paths, "prefix sharing", "prefix_sharing", args.prefix_sharing, why)
             shared = False
