@@ -23,8 +23,12 @@ def tiny_t5(tok):
 
 
 def test_encoder_decoder_matches_trl(tmp_path, tok):
-    """T5: the prompt is the encoder input, completions are decoder labels (TRL caps them at 128 tokens)."""
-    ours, theirs = run_both(tmp_path, tok, zen("standard_preference"), model=tiny_t5(tok))
+    """T5: the prompt is the encoder input, completions are decoder labels (TRL caps them at 128 tokens).
+
+    SGD, not AdamW: Adam's first step is about lr * sign(g), so fp32 rounding in T5's near-zero gradients becomes
+    whole-lr weight differences (under transformers 5.24, 1.2e-5 of step 2's grad norm, with the losses equal to
+    4e-7); with SGD every key agrees to 1e-7 and the test still compares three steps."""
+    ours, theirs = run_both(tmp_path, tok, zen("standard_preference"), model=tiny_t5(tok), optim="sgd")
     assert_parity(ours, theirs)
 
 

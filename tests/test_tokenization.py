@@ -178,3 +178,19 @@ def test_tokenize_jointly_gives_trls_ids_and_scored_tokens(qwen2_tokenizer):
         same = apart["prompt_input_ids"][i] + apart["chosen_input_ids"][i] == c_ids
         merged += not same
     assert merged >= 2  # the first and third rows merge ".I" / ".Yes"-like tokens in Qwen2
+
+
+@pytest.mark.parametrize("tools_to_blame", [True, False])
+def test_a_template_refusal_names_tools_only_when_the_row_renders_without_them(qwen2_tokenizer, tools_to_blame):
+    """The field is found by rendering the row again without its tools, not by reading the template's message
+    (which here never says "tool")."""
+    tok = copy.deepcopy(qwen2_tokenizer)
+    refuse = "tools" if tools_to_blame else "messages[0]['content'] == 'Hi'"
+    tok.chat_template = ("{% if " + refuse + " %}{{ raise_exception('unsupported') }}{% endif %}"
+                         "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}")
+    row = {"prompt": [{"role": "user", "content": "Hi"}], "chosen": [{"role": "assistant", "content": "Yes"}],
+           "rejected": [{"role": "assistant", "content": "No"}],
+           "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}
+    with pytest.raises(RowError, match="chat template rejects") as err:
+        tokenize_rows([row], tok, fmt=CONV)
+    assert err.value.field == ("tools" if tools_to_blame else "prompt")

@@ -39,13 +39,39 @@ def enable_fsdp_on_cpu(accelerator, args) -> bool:
     return True
 
 
-def explain_accelerator_error(err: RuntimeError, args) -> Exception:
-    """accelerate's FSDP1 plugin refuses CPU-only machines with a bare "no available devices"; say what to do."""
-    if fsdp_requested(args) and "no available devices" in str(err):
-        return RuntimeError(f"FSDP1 needs a GPU-like device per process, and this machine has none ({err}). To shard "
-                            "on CPU processes use FSDP2: fsdp_version: 2 in the accelerate config (as in "
-                            "examples/accelerate/fsdp.yaml), or fsdp_config={'version': 2}.")
-    return err
+def fsdp_version(args) -> int | None:
+    """The FSDP version this run asks for (``fsdp_config`` first, then ``accelerate launch``'s), or None without FSDP.
+
+    transformers defaults ``fsdp_config['version']`` to 2; accelerate's plugin, and so a launch config without
+    ``fsdp_version``, defaults to 1.
+    """
+    if args.fsdp_plugin_args is not None:
+        return int(args.fsdp_plugin_args.get("fsdp_version", 2))
+    if _env_flag("ACCELERATE_USE_FSDP"):
+        return int(os.environ.get("FSDP_VERSION", "1"))
+    return None
+
+
+def has_accelerator(args) -> bool:
+    """Whether this process trains on a GPU-like device (CUDA, XPU, ...), as FSDP1 needs. MPS is not one for FSDP."""
+    import torch
+
+    if args.use_cpu:
+        return False
+    device = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+    return device is not None and device.type not in ("cpu", "mps")
+
+
+def check_sharding_request(args) -> None:
+    """Refuse FSDP1 without an accelerator, from the configuration, before accelerate is asked.
+
+    accelerate's own refusal has changed wording between versions; FSDP2 runs on CPU processes (see
+    :func:`enable_fsdp_on_cpu`), so the message points there.
+    """
+    if fsdp_version(args) == 1 and not has_accelerator(args):
+        raise RuntimeError("FSDP1 needs a GPU-like device per process, and this machine has none. To shard on CPU "
+                           "processes use FSDP2: fsdp_version: 2 in the accelerate config (as in "
+                           "examples/accelerate/fsdp.yaml), or fsdp_config={'version': 2}.")
 
 
 def _full_state_dict(model, unwrap: bool = True) -> dict:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .rows import (
@@ -131,10 +131,19 @@ def _render(example, tokenizer, index: int):
     try:
         return render_chat(example, tokenizer)
     except Exception as err:  # jinja2.TemplateError, or a tokenizer's ValueError/TypeError about tools
-        field = "tools" if example.tools and "tool" in str(err).lower() else "prompt"
+        field = "tools" if example.tools and _renders(replace(example, tools=None), tokenizer) else "prompt"
         raise RowError(index, field, f"the tokenizer's chat template rejects this conversation "
                        f"({type(err).__name__}: {str(err)[:200]})",
                        "make the conversation follow the template's rules, or drop the row") from err
+
+
+def _renders(example, tokenizer) -> bool:
+    """Whether the template accepts this row: the tools are to blame when the row without them renders."""
+    try:
+        render_chat(example, tokenizer)
+    except Exception:
+        return False
+    return True
 
 
 def _encode(tokenizer, texts: list[str], **kwargs) -> list[list[int]]:

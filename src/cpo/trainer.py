@@ -14,7 +14,7 @@ from transformers import Trainer
 from .batching import TokenBudgetBatchSampler, pair_tokens
 from .card import dataset_names, write_card
 from .config import CPOConfig
-from .distributed import enable_fsdp_on_cpu, explain_accelerator_error, head_sharding, warn_dropped_sharding
+from .distributed import check_sharding_request, enable_fsdp_on_cpu, head_sharding, warn_dropped_sharding
 from .fastpaths import select_paths
 from .generation import log_eval_generations
 from .guard import NonFiniteGuard
@@ -206,10 +206,8 @@ class CPOTrainer(Trainer):
         return self.accelerator.prepare(loader)
 
     def create_accelerator_and_postprocess(self) -> None:
-        try:
-            super().create_accelerator_and_postprocess()
-        except RuntimeError as err:
-            raise explain_accelerator_error(err, self.args) from err
+        check_sharding_request(self.args)
+        super().create_accelerator_and_postprocess()
         if enable_fsdp_on_cpu(self.accelerator, self.args):
             self.is_fsdp_enabled = True
 

@@ -77,7 +77,7 @@ def test_dataset_errors(tmp_path):
     with pytest.raises(UsageError, match="Cannot read the dataset"):
         load_dataset_dict(str(tmp_path / "broken.jsonl"))
     (tmp_path / "header.csv").write_text("prompt,chosen,rejected\n", encoding="utf-8")
-    with pytest.raises(UsageError, match=r"Cannot read the dataset '.*header.csv': ValueError: .*no data"):
+    with pytest.raises(UsageError, match=r"Cannot read the dataset '.*header.csv'"):
         load_dataset_split(str(tmp_path / "header.csv"), None, "train")
     with pytest.raises(UsageError, match="'train' of .* has no rows"):
         select_split({"train": datasets.Dataset.from_list(ROWS).select([])}, "train", "The dataset 'x'")
