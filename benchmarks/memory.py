@@ -76,8 +76,7 @@ def loss_path(path: str, hidden, weight, prompt: int, pairs: int):
         flat = hidden.reshape(-1, hidden.shape[-1])[positions]
         token_logps, _ = chunked_token_logps(flat, LMHead(weight), target_ids)
     sums, counts = sequence_logps(token_logps, target_seq, rows_)
-    return cpo_objective(sums[:pairs], sums[pairs:], -sums[:pairs].sum(), num_pairs=pairs,
-                         num_chosen_tokens=float(counts[:pairs].sum()))[0]
+    return cpo_objective(sums, counts, num_pairs=pairs, num_chosen_tokens=float(counts[:pairs].sum())).loss
 
 
 def worker_loss(args) -> dict:

@@ -1,4 +1,4 @@
-"""Scorer callables for `cpo prefs --scorer examples/scorers.py:NAME` (see cpo.mt.scores for the contract).
+"""Scorer callables for `cpo prefs --scorer examples/scorers.py:NAME` (see cpo.pairs.scorers for the contract).
 
 A scorer gets three lists of equal length, one entry per candidate: the source sentence (or prompt), the candidate,
 and its row's reference (``references`` is None when no row has one). It returns one float per candidate, higher is

@@ -16,7 +16,7 @@ from helpers import ROOT
 SRC = ROOT / "src"
 TOOLS = ("cpo.mt", "cpo.cli", "cpo.demo")
 ALLOWED = {"library": (), "cpo.mt": (), "cpo.demo": ("cpo.mt",), "cpo.cli": TOOLS}
-PURE = ("cpo.losses", "cpo.logprobs", "cpo.chunked")
+PURE = ("cpo.losses", "cpo.loss_settings", "cpo.logprobs", "cpo.chunked")
 
 
 def module_name(path: Path, src: Path = SRC) -> str:

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from cpo.chunked import LMHead, chunked_token_logps, default_chunk_size, naive_token_logps
-from cpo.logprobs import average_logps, sequence_logps
-from cpo.losses import cpo_objective, uses_average_logps
+from cpo.logprobs import sequence_logps
+from cpo.loss_settings import LossSettings
+from cpo.losses import cpo_objective
 
 LOSS_TYPES = ["sigmoid", "hinge", "ipo", "simpo", "sft"]
 
@@ -25,11 +26,8 @@ def scored_tokens(rows: int, length: int, vocab: int, gen, min_prompt: int = 1):
 
 def objective(token_logps, seqs, pairs, loss_type, alpha=0.0):
     sums, counts = sequence_logps(token_logps, seqs, 2 * pairs)
-    logps = average_logps(sums, counts) if uses_average_logps(loss_type) else sums
-    loss = cpo_objective(
-        logps[:pairs], logps[pairs:], -sums[:pairs].sum(), num_pairs=pairs, num_chosen_tokens=float(counts[:pairs].sum()),
-        loss_type=loss_type, beta=0.1, alpha=alpha,
-    )[0]
+    loss = cpo_objective(sums, counts, num_pairs=pairs, num_chosen_tokens=float(counts[:pairs].sum()),
+                         settings=LossSettings(loss_type=loss_type, beta=0.1, alpha=alpha)).loss
     return loss, sums, counts
 
 

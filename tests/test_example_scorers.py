@@ -8,7 +8,7 @@ import sacrebleu
 from helpers import ROOT
 
 from cpo.cli import main
-from cpo.mt.scores import load_scorer
+from cpo.pairs.scorers import load_scorer
 
 SCORERS = ROOT / "examples" / "scorers.py"
 

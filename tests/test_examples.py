@@ -44,3 +44,29 @@ def test_example_script_trains_and_saves(tmp_path, model_and_data, launcher):
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu", script, *args]
     run(cmd, tmp_path)
     assert (out / "model.safetensors").exists() and (out / "tokenizer_config.json").exists()
+
+
+def test_example_script_reads_a_trl_config_and_resumes(tmp_path, model_and_data):
+    """--config recipe.yaml as TRL's scripts read it (env: set, flags win), and resume_from_checkpoint reaches
+    trainer.train: the resumed run starts after step 1, so it saves checkpoint-2 and no checkpoint-1."""
+    model, data = model_and_data
+    script = str(ROOT / "examples" / "train_cpo.py")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(json.dumps({  # JSON is YAML
+        "env": {"CPO_EXAMPLE_ENV": "set"}, "model_name_or_path": str(model), "dataset_name": str(data),
+        "output_dir": str(tmp_path / "first"), "max_steps": 2, "logging_steps": 1, "per_device_train_batch_size": 4,
+        "report_to": "none", "save_strategy": "steps", "save_steps": 1, "disable_tqdm": True, "use_peft": True,
+        "use_dora": True, "lora_r": 4}))
+    run([sys.executable, script, "--config", str(recipe), "--learning_rate", "1e-3"], tmp_path)
+    first = tmp_path / "first"
+    assert (first / "checkpoint-1").is_dir() and (first / "checkpoint-2").is_dir()
+    assert json.loads((first / "adapter_config.json").read_text())["use_dora"] is True
+    assert json.loads((first / "checkpoint-1" / "trainer_state.json").read_text())["global_step"] == 1
+    second = tmp_path / "second"
+    run([sys.executable, script, "--config", str(recipe), "--output_dir", str(second), "--resume_from_checkpoint",
+         str(first / "checkpoint-1")], tmp_path)
+    assert sorted(p.name for p in second.glob("checkpoint-*")) == ["checkpoint-2"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rte: 0.1\n")
+    out = subprocess.run([sys.executable, script, "--config", str(bad)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "unknown key 'learning_rte'. Did you mean learning_rate" in out.stderr

@@ -9,8 +9,9 @@ from helpers import tiny_llama, tiny_qwen2, train_args, train_logs, zen
 
 from cpo import CPOTrainer
 from cpo.layouts import PreferenceCollator, block_mask
-from cpo.logprobs import average_logps, sequence_logps
-from cpo.losses import cpo_objective, uses_average_logps
+from cpo.logprobs import sequence_logps
+from cpo.loss_settings import LossSettings
+from cpo.losses import cpo_objective
 from cpo.modeling import PATH_ATTENTION, HeadInputCapture, forward_logps, lm_head_of, use_path_attention
 
 PAIR = {"prompt_input_ids": [1, 2, 3], "chosen_input_ids": [4, 5], "rejected_input_ids": [6], "row_index": 9}
@@ -91,9 +92,9 @@ def layout_outputs(model, features, collator, loss_type, chunked):
                         capture=capture, head=head)
     b = len(features)
     sums, counts = sequence_logps(out.token_logps, batch["target_seq"], 2 * b)
-    logps = average_logps(sums, counts) if uses_average_logps(loss_type) else sums
-    loss, losses, cr, rr = cpo_objective(logps[:b], logps[b:], -sums[:b].sum(), num_pairs=b,
-                                         num_chosen_tokens=float(counts[:b].sum()), loss_type=loss_type, beta=0.1)
+    obj = cpo_objective(sums, counts, num_pairs=b, num_chosen_tokens=float(counts[:b].sum()),
+                        settings=LossSettings(loss_type=loss_type, beta=0.1))
+    loss, losses, cr, rr = obj.loss, obj.losses, obj.chosen_rewards, obj.rejected_rewards
     loss.backward()
     is_chosen = batch["target_seq"] < b
     metrics = torch.stack([cr.sum(), rr.sum(), out.token_logit_means[is_chosen].sum(),

@@ -6,7 +6,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cpo.losses import ALPHAPO_MAX_SLOPE, alphapo_reward, cpo_objective, preference_loss, uses_average_logps
+from cpo.loss_settings import LossSettings
+from cpo.losses import (
+    ALPHAPO_MAX_SLOPE,
+    alphapo_reward,
+    cpo_objective,
+    preference_loss,
+    uses_average_logps,
+)
 
 
 def softplus(x: float) -> float:
@@ -147,11 +154,13 @@ def test_cpo_objective_normalises_by_step_totals():
     """Two micro-batches' shares sum to the objective of the whole step:
     mean over 3 pairs of the pair losses + alpha * NLL per chosen token (7 tokens)."""
     chosen, rejected = torch.tensor([-1.0, -2.0, -4.0]), torch.tensor([-3.0, -2.5, -1.0])
-    nll = torch.tensor([1.0, 2.0, 4.0])  # minus summed chosen log-probs, per pair
+    counts = torch.tensor([2.0, 2.0, 3.0, 1.0, 4.0, 2.0])  # 7 chosen tokens
     full_losses = preference_loss(chosen, rejected, beta=0.1)[0]
-    expected = full_losses.mean() + 0.5 * nll.sum() / 7
+    expected = full_losses.mean() + 0.5 * -chosen.sum() / 7
+    settings = LossSettings(cpo_alpha=0.5, beta=0.1)
     shares = [
-        cpo_objective(chosen[s], rejected[s], nll[s].sum(), num_pairs=3, num_chosen_tokens=7, cpo_alpha=0.5, beta=0.1)[0]
+        cpo_objective(torch.cat([chosen[s], rejected[s]]), torch.cat([counts[:3][s], counts[3:][s]]), num_pairs=3,
+                      num_chosen_tokens=7, settings=settings).loss
         for s in (slice(0, 1), slice(1, 3))
     ]
     assert (shares[0] + shares[1]).item() == pytest.approx(expected.item(), rel=1e-6)

@@ -85,7 +85,7 @@ def test_plot_training_curves_writes_a_png(tmp_path):
 def test_cpo_plot_over_two_runs(tmp_path, capsys, monkeypatch):
     a, b = write_state(tmp_path / "a"), write_state(tmp_path / "b" / "checkpoint-2")
     out = tmp_path / "compare.png"
-    assert main(["plot", str(a), str(tmp_path / "b"), "--labels", "first", "second", "-o", str(out)]) == 0
+    assert main(["plot", str(a), str(tmp_path / "b"), "--labels", "first", "second", "--output", str(out)]) == 0
     assert matplotlib.image.imread(out).shape[:2] == (560, 1040)
     assert main(["plot", str(a)]) == 0  # default: inside the run folder
     assert (a / "training_curves.png").stat().st_size > 10_000

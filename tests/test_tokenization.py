@@ -194,3 +194,68 @@ def test_a_template_refusal_names_tools_only_when_the_row_renders_without_them(q
     with pytest.raises(RowError, match="chat template rejects") as err:
         tokenize_rows([row], tok, fmt=CONV)
     assert err.value.field == ("tools" if tools_to_blame else "prompt")
+
+
+def test_tokenize_jointly_never_leaves_a_side_without_a_scored_token(qwen2_tokenizer):
+    """Issue 20, fault 1: in Qwen2 "Name a colour." + "Blue." merges into ".Blue", so the pair's prompt stops before
+    "." and the rejected side (" Red.") starts with "." as unscored context. With max_completion_length=1 that is
+    all it keeps: 0 scored tokens, log-prob 0.0, the best reward there is. The row is refused, naming it, or
+    skipped and counted."""
+    row = MERGING[1]
+    batch = {k: [row[k]] for k in ("prompt", "chosen", "rejected")}
+    spec = TokenizeSpec(tokenize_jointly=True, max_completion_length=1)
+    full = tokenize_batch(batch, [5], tokenizer=qwen2_tokenizer, fmt=STD, spec=TokenizeSpec(tokenize_jointly=True))
+    assert full["rejected_unscored"][0] == 1  # the case: the other side's merged-away "." leads the rejected side
+    with pytest.raises(RowError, match="no token left to score") as err:
+        tokenize_batch(batch, [5], tokenizer=qwen2_tokenizer, fmt=STD, spec=spec)
+    assert err.value.row == 5 and err.value.field == "rejected"
+    skipped = tokenize_batch(batch, [5], tokenizer=qwen2_tokenizer, fmt=STD,
+                             spec=TokenizeSpec(tokenize_jointly=True, max_completion_length=1, invalid_rows="skip"))
+    assert skipped["skip_reason"][0].startswith("invalid: Row 5, field 'rejected'")
+
+
+def test_every_kept_row_scores_at_least_one_token_per_side(qwen2_tokenizer):
+    """Whatever the limits, a row that is kept has a scored token on both sides (all four merging rows, joint and
+    apart, every completion limit)."""
+    batch = {k: [r[k] for r in MERGING] for k in ("prompt", "chosen", "rejected")}
+    for joint in (True, False):
+        for limit in (1, 2, 3, None):
+            spec = TokenizeSpec(tokenize_jointly=joint, max_completion_length=limit, invalid_rows="skip")
+            out = tokenize_batch(batch, list(range(4)), tokenizer=qwen2_tokenizer, fmt=STD, spec=spec)
+            for i in range(4):
+                if out["skip_reason"][i]:
+                    continue
+                for side in ("chosen", "rejected"):
+                    skip = out[f"{side}_unscored"][i] if joint else 0
+                    assert len(out[f"{side}_input_ids"][i]) - skip >= 1
+
+
+def test_a_template_that_renders_no_answer_is_refused_at_tokenization(qwen2_tokenizer):
+    """Issue 20, fault 8: a chat template that writes nothing for assistant turns is caught here, naming the row,
+    not mid-training with a misleading message."""
+    tok = copy.deepcopy(qwen2_tokenizer)
+    tok.chat_template = ("{% for m in messages %}{% if m['role'] != 'assistant' %}<{{ m['role'] }}>{{ m['content'] }}"
+                         "{% endif %}{% endfor %}")
+    row = {"prompt": [{"role": "user", "content": "Hi"}], "chosen": [{"role": "assistant", "content": "Yes"}],
+           "rejected": [{"role": "assistant", "content": "No"}]}
+    with pytest.raises(RowError, match="renders as no text") as err:
+        tokenize_rows([row], tok, fmt=CONV)
+    assert err.value.row == 0 and err.value.field == "chosen"
+
+
+def test_a_row_may_not_bring_its_own_chat_template(qwen2_tokenizer):
+    """Issue 20, fault 9: a per-row chat_template in chat_template_kwargs is refused, naming the row, in training
+    rows and in the prompts of `cpo generate`; other kwargs still pass."""
+    from cpo.tokenization import encode_prompt_values
+
+    evil = {"chat_template": "{{ 'pwned' }}"}
+    row = {"prompt": [{"role": "user", "content": "Hi"}], "chosen": [{"role": "assistant", "content": "Yes"}],
+           "rejected": [{"role": "assistant", "content": "No"}], "chat_template_kwargs": evil}
+    with pytest.raises(RowError, match="belongs to the model") as err:
+        tokenize_rows([row], qwen2_tokenizer, fmt=CONV)
+    assert err.value.row == 0 and err.value.field == "chat_template_kwargs"
+    with pytest.raises(RowError, match="belongs to the model") as err:
+        encode_prompt_values(qwen2_tokenizer, ["plain", row["prompt"]], template_kwargs=[None, evil])
+    assert err.value.row == 1
+    ok = tokenize_rows([{**row, "chat_template_kwargs": {"enable_thinking": False}}], qwen2_tokenizer, fmt=CONV)
+    assert ok["chosen_input_ids"][0]

@@ -1,5 +1,7 @@
 """The model card ``CPOTrainer.save_model`` writes to ``output_dir/README.md``: method, base model, data, versions,
-final metrics and the papers to cite, instead of ``transformers.Trainer``'s generic card."""
+final metrics and the papers to cite, instead of ``transformers.Trainer``'s generic card. Its header is
+``huggingface_hub``'s ``ModelCardData``; only Hub ids go into it, and local sources are described without their
+paths."""
 
 from __future__ import annotations
 
@@ -7,31 +9,12 @@ import importlib.metadata
 from collections.abc import Sequence
 from pathlib import Path
 
-# the papers behind each loss type (arXiv id, title, authors, venue, year)
-PAPERS = {
-    "cpo": ("2401.08417", "Contrastive Preference Optimization: Pushing the Boundaries of LLM Performance in Machine "
-            "Translation", "Haoran Xu and Amr Sharaf and Yunmo Chen and Weiting Tan and Lingfeng Shen and Benjamin "
-            "Van Durme and Kenton Murray and Young Jin Kim", "ICML", 2024),
-    "simpo": ("2405.14734", "SimPO: Simple Preference Optimization with a Reference-Free Reward",
-              "Yu Meng and Mengzhou Xia and Danqi Chen", "NeurIPS", 2024),
-    "alphapo": ("2501.03884", "AlphaPO: Reward Shape Matters for LLM Alignment", "Aman Gupta and others", "ICML",
-                2025),
-    "ipo": ("2310.12036", "A General Theoretical Paradigm to Understand Learning from Human Preferences",
-            "Mohammad Gheshlaghi Azar and others", "AISTATS", 2024),
-    "slic": ("2305.10425", "SLiC-HF: Sequence Likelihood Calibration with Human Feedback", "Yao Zhao and others",
-             "arXiv", 2023),
-}
-METHOD_FIELDS = ("loss_type", "beta", "cpo_alpha", "simpo_gamma", "alpha", "label_smoothing", "learning_rate",
-                 "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
-                 "max_length", "max_completion_length")
+from .loss_settings import PAPERS, LossSettings, loss_setting_names, papers_for
+
+# the run's settings in the card's method table: every loss setting (cpo.losses.LossSettings), then these
+TRAINING_FIELDS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+                   "gradient_accumulation_steps", "max_length", "max_completion_length")
 PACKAGES = ("cpo", "transformers", "torch", "datasets", "accelerate", "peft")
-
-
-def papers_for(loss_type: str, alpha: float) -> list[str]:
-    """The keys of :data:`PAPERS` a run with ``loss_type`` and ``alpha`` should cite: CPO always."""
-    keys = ["cpo"]
-    keys += {"simpo": ["simpo"], "ipo": ["ipo"], "hinge": ["slic"]}.get(loss_type, [])
-    return keys + (["alphapo"] if alpha != 0 else [])
 
 
 def bibtex(key: str) -> str:
@@ -66,30 +49,67 @@ def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+# a name with one of these endings is a file, not a Hub repository
+FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".arrow", ".txt", ".tsv", ".gguf", ".safetensors", ".bin")
+
+
+def hub_id(name: str | None) -> bool:
+    """Whether ``name`` is a Hugging Face Hub repository id (``org/name``) rather than a local source: one slash,
+    characters the Hub allows, no file ending, and nothing of that name on disk."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if not name or name.count("/") != 1 or Path(name).suffix.lower() in FILE_SUFFIXES or Path(name).exists():
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def describe(name: str, kind: str) -> str:
+    """How the card's text names a model or dataset (``kind``): a Hub id as a link; a local source by what it is,
+    never by its path (a path can name a user or a private folder, and means nothing on the Hub)."""
+    if hub_id(name):
+        return f"[{name}](https://huggingface.co/{'datasets/' if kind == 'dataset' else ''}{name})"
+    p = Path(name)
+    if p.is_dir():
+        return f"a local {kind} folder"
+    if p.suffix.lower() in FILE_SUFFIXES:
+        return f"a local {p.suffix.lstrip('.').lower()} file"
+    if "/" in name or "\\" in name or p.exists():
+        return f"a local {kind}"
+    return name  # a plain name or a description, e.g. dataset_names' "local data (json, 17 rows)"
+
+
 def model_card(args, *, model_name: str, base_model: str | None, datasets: Sequence[str],
                log_history: Sequence[dict]) -> str:
-    """The card's markdown, with a YAML header the Hugging Face Hub reads (base model, datasets, tags)."""
-    header = ["---", "library_name: transformers", "tags:", "- cpo", "- preference-optimization", f"- {args.loss_type}"]
-    if base_model:
-        header.append(f"base_model: {base_model}")
-    if datasets:
-        header += ["datasets:", *(f"- {d}" for d in datasets)]
-    header.append("---")
+    """The card's markdown: a YAML header built by ``huggingface_hub.ModelCardData`` (``base_model`` and
+    ``datasets`` only for Hub ids), then the method, data, final metrics, versions and papers to cite."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(library_name="transformers", model_name=model_name,
+                         base_model=base_model if hub_id(base_model) else None,
+                         datasets=[d for d in datasets if hub_id(d)] or None,
+                         tags=["cpo", "preference-optimization", args.loss_type])
     loss = "CPO-SimPO" if args.loss_type == "simpo" and args.cpo_alpha > 0 else args.loss_type
+    base = describe(base_model, "model") if base_model else "a model given in memory"
+    extras = [f"the AlphaPO reward (alpha={args.alpha:g})"] * bool(args.alpha) + [
+        f"ARPO's adaptive rejection (X-ALMA; c1={args.arpo_c1:g}, c2={args.arpo_c2:g})"] * bool(args.arpo)
     lines = [f"# {model_name}", "",
-             f"Trained from `{base_model or 'a model given in memory'}` with cpo, "
-             f"Contrastive Preference Optimization (arXiv 2401.08417), loss `{loss}`"
-             f"{f' with the AlphaPO reward (alpha={args.alpha:g})' if args.alpha else ''}.", "",
+             f"Trained from {base} with cpo, Contrastive Preference Optimization (arXiv 2401.08417), loss `{loss}`"
+             f"{' with ' + ' and '.join(extras) if extras else ''}.", "",
              "## Method", "", "| setting | value |", "|---|---|"]
-    lines += [f"| `{name}` | {_fmt(getattr(args, name))} |" for name in METHOD_FIELDS]
-    lines += ["", "## Data", ""] + ([f"- {d}" for d in datasets] or ["- not recorded"])
+    lines += [f"| `{name}` | {_fmt(getattr(args, name))} |" for name in (*loss_setting_names(), *TRAINING_FIELDS)]
+    lines += ["", "## Data", ""] + ([f"- {describe(d, 'dataset')}" for d in datasets] or ["- not recorded"])
     metrics = final_metrics(log_history)
     lines += ["", "## Final metrics", ""]
     lines += ["| metric | value |", "|---|---|", *(f"| `{k}` | {_fmt(v)} |" for k, v in sorted(metrics.items()))] \
         if metrics else ["No metrics were logged."]
     lines += ["", "## Versions", "", *(f"- {k} {v}" for k, v in versions().items()), "", "## Citations", ""]
-    lines += ["```bibtex", "\n\n".join(bibtex(k) for k in papers_for(args.loss_type, args.alpha)), "```", ""]
-    return "\n".join(header + lines)
+    lines += ["```bibtex", "\n\n".join(bibtex(k) for k in papers_for(LossSettings.of(args))), "```", ""]
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))
 
 
 def write_card(output_dir: str, args, *, model_name: str | None, base_model: str | None, datasets: Sequence[str],
@@ -99,7 +119,10 @@ def write_card(output_dir: str, args, *, model_name: str | None, base_model: str
     out.mkdir(parents=True, exist_ok=True)
     text = model_card(args, model_name=model_name or out.resolve().name, base_model=base_model, datasets=datasets,
                       log_history=log_history)
-    (out / "README.md").write_text(text, encoding="utf-8")
+    from .files import atomic_write
+
+    with atomic_write(out / "README.md") as f:
+        f.write(text)
     return out / "README.md"
 
 

@@ -5,17 +5,38 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 from transformers import TrainingArguments
 
+from .loss_settings import LossSettings
 from .losses import LOSS_TYPES, summed_alphapo_note
 
 logger = logging.getLogger("cpo")
 
 _CONFIG_LOSS_TYPES = (*LOSS_TYPES, "alphapo")
+# TrainingArguments' numbers that transformers checks only once the model is loaded, or never: what each allows.
+# Every float must also be finite. (num_train_epochs > 0 is checked apart: it matters only without max_steps.)
+_TRAINER_NUMBERS = {
+    **dict.fromkeys(("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                     "eval_accumulation_steps", "save_total_limit", "dataloader_prefetch_factor",
+                     "torch_empty_cache_steps", "ddp_bucket_cap_mb", "ddp_timeout"), (">= 1", lambda v: v >= 1)),
+    **dict.fromkeys(("learning_rate", "warmup_steps", "weight_decay", "max_grad_norm", "adam_epsilon",
+                     "neftune_noise_alpha", "eval_delay", "dataloader_num_workers"),
+                    (">= 0", lambda v: v >= 0)),
+    **dict.fromkeys(("seed", "data_seed"), ("in [0, 2**32)", lambda v: 0 <= v < 2**32)),  # numpy's seed range
+    **dict.fromkeys(("logging_steps", "save_steps", "eval_steps"), ("> 0", lambda v: v > 0)),
+    **dict.fromkeys(("adam_beta1", "adam_beta2", "label_smoothing_factor"), ("in [0, 1)", lambda v: 0 <= v < 1)),
+}
+_LOSS_FIELDS = {f.name: f for f in fields(LossSettings)}
+
+
+def _loss_field(name: str, **metadata):
+    """A CPOConfig field of the loss settings: its default and help as :class:`cpo.losses.LossSettings` declares."""
+    declared = _LOSS_FIELDS[name]
+    return field(default=declared.default, metadata={**declared.metadata, **metadata})
 
 
 def accelerator_available() -> bool:
@@ -73,6 +94,12 @@ class CPOConfig(TrainingArguments):
             compute capability 8.0 or newer, XPU or NPU, and never on CPU, where bf16 matmuls are far slower than
             fp32. TRL turns it on whenever ``fp16`` is off, which fails on a CPU-only machine.
 
+    Beyond TRL, in the objective:
+        arpo: ARPO, adaptive rejection (X-ALMA, arXiv 2410.03115): the preference term uses ``r_c - g * r_r`` with
+            ``g = min(arpo_c1 * exp(arpo_c2 * |m_c - m_r|) - 1, 1)``, ``m`` the per-token mean log-probs, taken once
+            (under ``simpo`` too), and ``g`` carrying gradient as in the released code. Logged as ``arpo/gamma``.
+        arpo_c1, arpo_c2: ARPO's constants; the defaults 0.9 and 0.4 are the X-ALMA code's (see docs/cli.md).
+
     Beyond TRL:
         chunked_logits: compute log-probs from hidden states chunk by chunk, never materialising the ``(B, T, V)``
             logits, and only at completion positions (default on; the trainer falls back to the model's own head,
@@ -104,6 +131,11 @@ class CPOConfig(TrainingArguments):
             the ids, and the tokens scored, are TRL's. Decoder-only models.
         invalid_rows: ``raise`` (default) stops at the first malformed row with a message naming the row, the field
             and the fix; ``skip`` drops malformed rows, counts them and logs the count and the first reasons.
+        overwrite_output_dir: clear the previous run's files from ``output_dir`` first; without it ``train()``
+            refuses an ``output_dir`` that holds another run's checkpoints, model or files (see :mod:`cpo.runs`).
+        resume_anyway: resume from a checkpoint whose saved loss settings, token limits or data differ from this
+            run's (refused otherwise), logging the differences. ``resume_from_checkpoint`` takes a path or ``true``
+            (the latest checkpoint of ``output_dir``).
     """
 
     _VALID_DICT_FIELDS = [*TrainingArguments._VALID_DICT_FIELDS, "model_init_kwargs"]
@@ -126,18 +158,16 @@ class CPOConfig(TrainingArguments):
         default=1024, metadata={"help": "Maximum tokens of prompt + completion per sequence; None for no limit."}
     )
     max_completion_length: int | None = field(default=None, metadata={"help": "Maximum tokens of each completion."})
-    beta: float = field(default=0.1, metadata={"help": "Temperature of the preference loss (tau for IPO); > 0."})
-    label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of the sigmoid loss, in [0, 0.5)."})
-    loss_type: str = field(
-        default="sigmoid",
-        metadata={"help": "Preference loss.", "choices": list(_CONFIG_LOSS_TYPES)},
-    )
+    beta: float = _loss_field("beta")
+    label_smoothing: float = _loss_field("label_smoothing")
+    loss_type: str = _loss_field("loss_type", choices=list(_CONFIG_LOSS_TYPES))
     disable_dropout: bool = field(default=True, metadata={"help": "Whether to disable dropout in the model."})
-    cpo_alpha: float = field(default=1.0, metadata={"help": "Weight of the BC (NLL) regulariser in CPO training."})
-    simpo_gamma: float = field(default=0.5, metadata={"help": "Target reward margin of the SimPO loss."})
-    alpha: float = field(
-        default=0.0, metadata={"help": "AlphaPO reward shape r = (1 - p^(-alpha)) / alpha for every loss; 0 = off."}
-    )
+    cpo_alpha: float = _loss_field("cpo_alpha")
+    simpo_gamma: float = _loss_field("simpo_gamma")
+    alpha: float = _loss_field("alpha")
+    arpo: bool = _loss_field("arpo")
+    arpo_c1: float = _loss_field("arpo_c1")
+    arpo_c2: float = _loss_field("arpo_c2")
     generate_during_eval: bool = field(
         default=False, metadata={"help": "Generate and log completions for a few eval prompts at each evaluation."}
     )
@@ -155,10 +185,12 @@ class CPOConfig(TrainingArguments):
         default=None, metadata={"help": "Positions per logits chunk; default: about 32 MiB of fp32 logits, at least 256 positions."}
     )
     padding_free: bool | None = field(
-        default=None, metadata={"help": "Pack sequences into rows without padding (default: on where verified)."}
+        default=None, metadata={"help": "Pack sequences into rows without padding. Default: on where a probe batch "
+                                "verifies that the packed log-probs equal the padded ones."}
     )
     prefix_sharing: bool | None = field(
-        default=None, metadata={"help": "Compute each prompt once per pair (default: on where verified)."}
+        default=None, metadata={"help": "Compute each prompt once per pair (prompt + chosen + rejected in one row). "
+                                "Default: on where a probe batch verifies that the log-probs are unchanged."}
     )
     max_tokens_per_batch: int | None = field(
         default=None, metadata={"help": "Micro-batches by a token budget instead of a fixed number of pairs."}
@@ -181,6 +213,12 @@ class CPOConfig(TrainingArguments):
         metadata={"help": "Malformed rows: raise a ValueError naming the row, or skip and count them.",
                   "choices": ["raise", "skip"]},
     )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Delete the previous run's checkpoints, model and files in output_dir before "
+                                 "training. Without it, an output_dir that holds another run is refused."})
+    resume_anyway: bool = field(
+        default=False, metadata={"help": "Resume from a checkpoint whose loss settings, max_length or data differ from "
+                                 "this run's, logging the differences (without it such a resume is refused)."})
 
     def __post_init__(self):
         self._validate_cpo_fields()
@@ -209,11 +247,11 @@ class CPOConfig(TrainingArguments):
 
     def _validate_cpo_fields(self) -> None:
         def fail(name: str, problem: str, fix: str) -> None:
-            raise ValueError(f"CPOConfig.{name}={getattr(self, name)!r} {problem}. {fix}")
+            raise ValueError(f"CPOConfig.{name}={getattr(self, name)!r} {problem}." + (f" {fix}" if fix else ""))
 
         if self.loss_type not in _CONFIG_LOSS_TYPES:
             fail("loss_type", "is not a known loss", f"Use one of: {', '.join(_CONFIG_LOSS_TYPES)}.")
-        for name in ("beta", "label_smoothing", "cpo_alpha", "simpo_gamma", "alpha"):
+        for name in ("beta", "label_smoothing", "cpo_alpha", "simpo_gamma", "alpha", "arpo_c1", "arpo_c2"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 fail(name, "is not a finite number", "Give a finite float.")
@@ -225,6 +263,11 @@ class CPOConfig(TrainingArguments):
             fail("cpo_alpha", "is negative (it would reward a high NLL of the chosen answer)", "Use a value >= 0.")
         if self.simpo_gamma < 0:
             fail("simpo_gamma", "is negative", "SimPO's margin is >= 0; use e.g. 0.5.")
+        if self.arpo_c1 <= 0 or self.arpo_c2 < 0:
+            fail("arpo_c1" if self.arpo_c1 <= 0 else "arpo_c2", "is out of range (c1 > 0, c2 >= 0)",
+                 "Use the X-ALMA defaults, arpo_c1=0.9 and arpo_c2=0.4.")
+        if self.arpo and self.loss_type == "sft":
+            fail("arpo", "has no effect with loss_type='sft' (no preference term)", "Pick a preference loss_type.")
         for name in ("max_length", "max_completion_length", "logits_chunk_size", "dataset_num_proc",
                      "max_tokens_per_batch"):
             value = getattr(self, name)
@@ -238,3 +281,18 @@ class CPOConfig(TrainingArguments):
             fail("on_nonfinite", "is not a known policy", "Use 'raise' or 'skip'.")
         if self.invalid_rows not in ("raise", "skip"):
             fail("invalid_rows", "is not a known policy", "Use 'raise' or 'skip'.")
+        self._validate_trainer_numbers(fail)
+
+    def _validate_trainer_numbers(self, fail) -> None:
+        """Refuse, before a model loads, the training numbers that would fail later or train nothing."""
+        for f in fields(self):
+            value = getattr(self, f.name, None)
+            if isinstance(value, float) and not math.isfinite(value):
+                fail(f.name, "is not a finite number", "Give a finite value.")
+        for name, (allowed, ok) in _TRAINER_NUMBERS.items():
+            value = getattr(self, name, None)
+            if value is not None and not ok(value):
+                fail(name, f"is out of range (allowed: {allowed})", "")
+        if self.max_steps <= 0 and not self.num_train_epochs > 0:
+            fail("num_train_epochs", "must be > 0 when max_steps is not set (it would train nothing)",
+                 "Give num_train_epochs > 0, or max_steps > 0.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +47,8 @@ class Decoding:
         for name in ("max_new_tokens", "num_samples", "num_beams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.do_sample and not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0 for sampling, got {self.temperature}.")
+        if self.do_sample and not 0 < self.temperature < math.inf:
+            raise ValueError(f"temperature must be a finite number > 0 for sampling, got {self.temperature}.")
         if not 0 < self.top_p <= 1 or self.top_k < 0:
             raise ValueError(f"top_p must be in (0, 1] and top_k >= 0 (0: off), got {self.top_p} and {self.top_k}.")
 
@@ -210,9 +211,12 @@ def log_eval_generations(model, tokenizer, rows, *, step: int, out_dir, report_t
     ]
     if not write:
         return records
+    from .files import atomic_write
+
     path = Path(out_dir) / "eval_generations.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
+    before = path.read_text(encoding="utf-8") if path.is_file() else ""  # this run's earlier evaluations
+    with atomic_write(path) as f:
+        f.write(before)
         f.writelines(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
     table = [[rec["prompt"], rec["completion"]] for rec in records]
     if "wandb" in report_to:

@@ -18,6 +18,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
+from .extras import missing_extra
 from .rows import chat_end_of_turn
 
 logger = logging.getLogger("cpo")
@@ -27,11 +28,11 @@ def _split(path: str | Path) -> tuple[str, str]:
     if not path.is_file():
         raise FileNotFoundError(f"No GGUF file at {path}.")
     if importlib.util.find_spec("gguf") is None:
-        raise ModuleNotFoundError("Reading GGUF files needs the gguf package: pip install 'gguf>=0.10'.")
+        raise missing_extra("gguf", "gguf", "Reading a .gguf file")
     return str(path.parent), path.name
 
 
-def load_gguf_model(path: str | Path, dtype=None):
+def load_gguf_model(path: str | Path, dtype=None, attn_implementation: str | None = None):
     """Load a causal LM from a ``.gguf`` file as a plain (not quantisation-flagged) transformers model.
 
     Equals ``AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)`` tensor for tensor, but the result can be
@@ -40,6 +41,7 @@ def load_gguf_model(path: str | Path, dtype=None):
     Args:
         path: the ``.gguf`` file.
         dtype: a ``torch.dtype`` for the weights; ``None`` keeps the dequantised float32.
+        attn_implementation: the attention kernel (``"sdpa"``, ``"eager"``, ...); ``None``: transformers' choice.
 
     Returns:
         A ``PreTrainedModel`` (e.g. ``LlamaForCausalLM``) in eval mode, with ``config.quantization_config`` removed.
@@ -54,13 +56,46 @@ def load_gguf_model(path: str | Path, dtype=None):
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.name_or_path = str(Path(folder) / name)
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     with _skip_init():
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, **extra)
     model.load_state_dict(quantised.state_dict(), strict=True)
     model.tie_weights()
     model.generation_config = quantised.generation_config
     del quantised
     return model.eval()
+
+
+GGUF_OPTIONS = ("dtype", "attn_implementation")
+
+
+def gguf_load_options(kwargs: dict) -> dict:
+    """The ``from_pretrained`` keyword arguments that :func:`load_gguf_model` honours (``dtype``,
+    ``attn_implementation``), from those a caller gives for any model.
+
+    ``revision="main"`` and ``trust_remote_code=False`` are accepted as the no-ops they are for a local file.
+
+    Raises:
+        ValueError: an argument a ``.gguf`` file cannot honour: a Hub revision, remote code (transformers builds the
+            architecture from its own code), bitsandbytes quantisation (the weights are dequantised to train), or
+            any other ``from_pretrained`` argument, each named.
+    """
+    options = {k: v for k, v in kwargs.items() if k in GGUF_OPTIONS and v is not None}
+    refused = []
+    for key, value in kwargs.items():
+        if key in GGUF_OPTIONS or (key, value) in (("revision", "main"), ("revision", None),
+                                                    ("trust_remote_code", False)):
+            continue
+        why = {"revision": "a local file has no Hub revisions",
+               "trust_remote_code": "transformers builds a .gguf model from its own code, never from remote code",
+               "quantization_config": "the weights are dequantised to be trained; load a Hub or saved folder "
+                                      "in 4/8 bit instead"}.get(key, "load_gguf_model takes only dtype and "
+                                                                  "attn_implementation")
+        shown = f"{key}={value!r}" if isinstance(value, (str, int, float)) else key
+        refused.append(f"{shown} ({why})")
+    if refused:
+        raise ValueError("A .gguf model cannot honour " + "; ".join(refused) + ".")
+    return options
 
 
 def _skip_init():

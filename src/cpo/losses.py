@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from .loss_settings import LossSettings
+
+DEFAULT_SETTINGS = LossSettings()
 LOSS_TYPES = ("sigmoid", "hinge", "ipo", "simpo", "sft")
 
 # AlphaPO's reward grows like p^-alpha = exp(-alpha * logps). Past the point where its slope d r / d logps = p^-alpha
@@ -125,6 +129,16 @@ _LOSSES: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+def arpo_gamma(chosen_means: torch.Tensor, rejected_means: torch.Tensor, c1: float, c2: float) -> torch.Tensor:
+    """ARPO's weight on the rejected side (X-ALMA, arXiv 2410.03115): ``min(c1 * exp(c2 * |m_c - m_r|) - 1, 1)``.
+
+    ``m_c``, ``m_r`` are per-token mean log-probs of the chosen and rejected completions: the closer the two, the less
+    the rejected side is pushed down (at ``m_c = m_r`` the weight is ``c1 - 1``, slightly negative for the released
+    ``c1 = 0.9``). As in the released code, the weight carries gradient. Shapes ``(B,), (B,) -> (B,)``.
+    """
+    return torch.clamp(c1 * torch.exp(c2 * (chosen_means - rejected_means).abs()) - 1.0, max=1.0)
+
+
 def preference_loss(
     chosen_logps: torch.Tensor,
     rejected_logps: torch.Tensor,
@@ -134,6 +148,7 @@ def preference_loss(
     label_smoothing: float = 0.0,
     simpo_gamma: float = 0.5,
     alpha: float = 0.0,
+    rejected_weight: torch.Tensor | float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pair preference loss and rewards.
 
@@ -145,6 +160,7 @@ def preference_loss(
         label_smoothing: in [0, 0.5); used by sigmoid and simpo.
         simpo_gamma: SimPO target margin.
         alpha: AlphaPO shape; 0 uses the log-prob reward.
+        rejected_weight: ``g`` in ``delta = r_c - g * r_r``: 1 for CPO and its family, :func:`arpo_gamma` for ARPO.
 
     Returns:
         ``(losses, chosen_rewards, rejected_rewards)``, each ``(B,)``; rewards are ``beta * r`` and detached.
@@ -155,40 +171,62 @@ def preference_loss(
     chosen_r = rewards_from_logps(chosen_logps, alpha)
     rejected_r = rewards_from_logps(rejected_logps, alpha)
     losses = _LOSSES[loss_type](
-        chosen_r - rejected_r, beta=beta, label_smoothing=label_smoothing, simpo_gamma=simpo_gamma
+        chosen_r - rejected_weight * rejected_r, beta=beta, label_smoothing=label_smoothing, simpo_gamma=simpo_gamma
     )
     return losses, beta * chosen_r.detach(), beta * rejected_r.detach()
 
 
+@dataclass(frozen=True)
+class Objective:
+    """One micro-batch's share of the objective, and what the metrics need.
+
+    ``loss`` is a scalar; ``losses``, the rewards and ``chosen_logps``/``rejected_logps`` (as the loss type uses
+    them) are ``(B,)``; ``metrics`` maps extra metric names to ``(B,)`` detached per-pair values (``arpo/gamma``).
+    """
+
+    loss: torch.Tensor
+    losses: torch.Tensor
+    chosen_rewards: torch.Tensor
+    rejected_rewards: torch.Tensor
+    chosen_logps: torch.Tensor
+    rejected_logps: torch.Tensor
+    metrics: dict
+
 
 def cpo_objective(
-    chosen_logps: torch.Tensor,
-    rejected_logps: torch.Tensor,
-    chosen_nll_sum: torch.Tensor,
+    sums: torch.Tensor,
+    counts: torch.Tensor,
     *,
     num_pairs: float,
     num_chosen_tokens: float,
-    cpo_alpha: float = 1.0,
-    **loss_kwargs,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    settings: LossSettings = DEFAULT_SETTINGS,
+) -> Objective:
     """This micro-batch's share of the CPO objective (arXiv 2401.08417, Eq. 4: ``L_prefer + cpo_alpha * L_NLL``).
 
     ``L_prefer`` is the mean of the per-pair losses and ``L_NLL`` the mean NLL per chosen completion token, both over
     the *whole optimiser step*: dividing each micro-batch's sums by the step totals ``num_pairs`` and
-    ``num_chosen_tokens`` makes the accumulated gradient equal the one of a single big batch.
+    ``num_chosen_tokens`` makes the accumulated gradient equal the one of a single big batch. With ``arpo`` the
+    preference term weighs the rejected side by :func:`arpo_gamma` of the per-token means (taken once, also under
+    ``simpo``, where the released code divides an average by the length again).
 
     Args:
-        chosen_logps, rejected_logps: ``(B,)`` per-sequence log-probs (summed or averaged, per the loss type).
-        chosen_nll_sum: scalar, minus the summed log-probs of every chosen completion token of the micro-batch.
+        sums, counts: ``(2B,)`` summed log-probs and scored-token counts, chosen then rejected
+            (:func:`cpo.logprobs.sequence_logps`).
         num_pairs, num_chosen_tokens: totals over the optimiser step (all micro-batches, all processes).
-        cpo_alpha: weight of the NLL regulariser.
-        **loss_kwargs: passed to :func:`preference_loss`.
-
-    Returns:
-        ``(loss, losses, chosen_rewards, rejected_rewards)``: the scalar share, and the per-pair terms.
+        settings: the loss settings (:class:`LossSettings`).
     """
-    losses, chosen_rewards, rejected_rewards = preference_loss(chosen_logps, rejected_logps, **loss_kwargs)
+    b = sums.shape[0] // 2
+    means = sums / counts.clamp(min=1.0)  # never 0/0: a side with no scored token is refused at tokenization
+    logps = means if uses_average_logps(settings.loss_type) else sums
+    metrics, weight = {}, 1.0
+    if settings.arpo:
+        weight = arpo_gamma(means[:b], means[b:], settings.arpo_c1, settings.arpo_c2)
+        metrics["arpo/gamma"] = weight.detach()
+    losses, chosen_rewards, rejected_rewards = preference_loss(
+        logps[:b], logps[b:], loss_type=settings.loss_type, beta=settings.beta,
+        label_smoothing=settings.label_smoothing, simpo_gamma=settings.simpo_gamma, alpha=settings.alpha,
+        rejected_weight=weight)
     loss = losses.sum() / num_pairs
-    if cpo_alpha != 0:
-        loss = loss + cpo_alpha * chosen_nll_sum / max(num_chosen_tokens, 1.0)
-    return loss, losses, chosen_rewards, rejected_rewards
+    if settings.cpo_alpha != 0:
+        loss = loss + settings.cpo_alpha * -sums[:b].sum() / max(num_chosen_tokens, 1.0)
+    return Objective(loss, losses, chosen_rewards, rejected_rewards, logps[:b], logps[b:], metrics)

@@ -236,6 +236,8 @@ def load_model(name_or_path: str, init_kwargs: dict | None = None, trust_remote_
     """Load a model from a hub name, a local folder or a ``.gguf`` file (dequantised into a plain trainable model).
 
     Encoder-decoder configs load as ``AutoModelForSeq2SeqLM``, everything else as ``AutoModelForCausalLM``.
+    ``init_kwargs`` go to ``from_pretrained`` (``revision`` also to the config); a ``.gguf`` file honours only those
+    :func:`cpo.gguf.gguf_load_options` lists, and refuses the others with a ``ValueError`` naming them.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
@@ -247,21 +249,23 @@ def load_model(name_or_path: str, init_kwargs: dict | None = None, trust_remote_
             raise ValueError(f"model_init_kwargs dtype={dtype!r} is not a torch dtype; use e.g. 'float32', 'bfloat16'.")
         kwargs["dtype"] = getattr(torch, dtype)
     if str(name_or_path).endswith(".gguf"):
-        from .gguf import load_gguf_model
+        from .gguf import gguf_load_options, load_gguf_model
 
-        return load_gguf_model(name_or_path, dtype=kwargs.get("dtype"))
-    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=kwargs["trust_remote_code"])
+        return load_gguf_model(name_or_path, **gguf_load_options(kwargs))
+    config_kwargs = {k: kwargs[k] for k in ("trust_remote_code", "revision") if k in kwargs}
+    config = AutoConfig.from_pretrained(name_or_path, **config_kwargs)
     auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
     return auto.from_pretrained(name_or_path, **kwargs)
 
 
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
-    """The tokenizer of a hub model, a local folder or a ``.gguf`` file (whose BOS, EOS and pad are set from its
-    chat template, see :func:`cpo.gguf.load_gguf_tokenizer`)."""
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, revision: str | None = None):
+    """The tokenizer of a hub model (at ``revision``, default ``main``), a local folder or a ``.gguf`` file (whose
+    BOS, EOS and pad are set from its chat template, see :func:`cpo.gguf.load_gguf_tokenizer`)."""
     if str(name_or_path).endswith(".gguf"):
         from .gguf import load_gguf_tokenizer
 
         return load_gguf_tokenizer(name_or_path)
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    extra = {"revision": revision} if revision is not None else {}
+    return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **extra)

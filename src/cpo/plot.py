@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import UsageError
+from .extras import require
 
 # (panel title, metric keys drawn in it); the last panel of the grid holds the legend.
 PANELS = (
@@ -57,8 +58,10 @@ def read_curves(state_file: str | Path) -> dict[str, tuple[list[float], list[flo
         eval keys with their ``eval_`` prefix (``"eval_loss"``). Entries without a ``step`` are skipped; the final
         summary (``train_loss``, ``train_runtime``) is not a curve and is ignored.
     """
+    from .files import read_text
+
     try:
-        state = json.loads(Path(state_file).read_text(encoding="utf-8"))
+        state = json.loads(read_text(Path(state_file), "trainer state"))
     except (OSError, json.JSONDecodeError) as err:
         raise UsageError(f"Cannot read {str(state_file)!r} as a trainer state: {err}.") from None
     history = state.get("log_history") if isinstance(state, dict) else None
@@ -95,8 +98,7 @@ def build_figure(runs: Sequence[tuple[str, dict[str, tuple[list[float], list[flo
     Args:
         runs: ``(label, curves)`` per run, curves as returned by :func:`read_curves`.
     """
-    import matplotlib
-
+    matplotlib = require("matplotlib", "plot", "Drawing training curves")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import to_rgb
@@ -153,9 +155,11 @@ def plot_training_curves(run_dirs: str | Path | Sequence[str | Path], out_path: 
         raise UsageError("No run folder given: give at least one.")
     runs = [(label, read_curves(find_state_file(d))) for label, d in zip(_labels(dirs, labels), dirs)]
     fig = build_figure(runs)
+    from .files import atomic_write
+
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    with atomic_write(out, binary=True) as f:
+        fig.savefig(f, format=out.suffix.lstrip(".").lower() or "png")
     import matplotlib.pyplot as plt  # already loaded, with the Agg backend, by build_figure
 
     plt.close(fig)

@@ -172,6 +172,22 @@ def validate_prompt(value: Any, index: int) -> str | list[dict[str, str]]:
     return _check_text(index, "prompt", value, allow_empty=True)
 
 
+def check_template_kwargs(kwargs: Any, index: int) -> None:
+    """A row's ``chat_template_kwargs``: None or a dict that does not replace the template (it belongs to the model;
+    a row that brings its own would be rendered by rules the data chose).
+
+    Raises:
+        RowError: naming the row.
+    """
+    if kwargs is None:
+        return
+    if not isinstance(kwargs, dict):
+        raise RowError(index, "chat_template_kwargs", f"expected a dict, got {type(kwargs).__name__}", "use a dict")
+    if "chat_template" in kwargs:
+        raise RowError(index, "chat_template_kwargs", "carries a 'chat_template': the template belongs to the model, "
+                       "not to a row", "drop the key, or set tokenizer.chat_template for the whole run")
+
+
 def validate_row(row: dict[str, Any], index: int, fmt: DatasetFormat) -> Example:
     """Check one row against the dataset format and separate its prompt.
 
@@ -181,8 +197,7 @@ def validate_row(row: dict[str, Any], index: int, fmt: DatasetFormat) -> Example
     tools, kwargs = row.get("tools"), row.get("chat_template_kwargs")
     if tools is not None and not isinstance(tools, list):
         raise RowError(index, "tools", f"expected a list of tool schemas, got {type(tools).__name__}", "use a list")
-    if kwargs is not None and not isinstance(kwargs, dict):
-        raise RowError(index, "chat_template_kwargs", f"expected a dict, got {type(kwargs).__name__}", "use a dict")
+    check_template_kwargs(kwargs, index)
     if not fmt.conversational:
         chosen = _check_text(index, "chosen", row.get("chosen"))
         rejected = _check_text(index, "rejected", row.get("rejected"))

@@ -30,6 +30,7 @@ from pathlib import Path
 from .rows import (
     DatasetFormat,
     RowError,
+    check_template_kwargs,
     common_prefix_length,
     detect_format,
     render_chat,
@@ -114,7 +115,12 @@ def _texts(batch: dict[str, list], indices: list[int], fmt: DatasetFormat, token
                 if getattr(tokenizer, "chat_template", None) is None:
                     raise RowError(index, "chosen", "is a conversation but the tokenizer has no chat template",
                                    "set tokenizer.chat_template, or give plain strings")
-                texts.append(_render(example, tokenizer, index))
+                rendered = _render(example, tokenizer, index)
+                for field, text in zip(("chosen", "rejected"), rendered[1:]):
+                    if not text:
+                        raise RowError(index, field, "renders as no text: the chat template writes nothing for "
+                                       "this answer", "use a template that renders assistant turns, or drop the row")
+                texts.append(rendered)
             else:
                 texts.append((example.prompt, example.chosen, example.rejected))
             reasons.append("")
@@ -178,21 +184,36 @@ def tokenize_batch(
         if not fmt.conversational:
             prompts, chosen, rejected = _add_special_tokens(tokenizer, prompts, chosen, rejected)
 
+    joint = spec.tokenize_jointly and not spec.is_encoder_decoder
     out = {name: [] for name in ID_COLUMNS + STATUS_COLUMNS}
-    it = iter(zip(prompts, chosen, rejected))
+    it = iter(zip(prompts, chosen, rejected, unscored if joint else [(0, 0)] * len(kept)))
     bos = None if spec.is_encoder_decoder else tokenizer.bos_token_id
     for index, reason in zip(indices, reasons):
-        p, c, r, p_cut, c_cut = [], [], [], False, False
+        p, c, r, p_cut, c_cut, u = [], [], [], False, False, (0, 0)
         if not reason:
-            p, c, r = next(it)
+            p, c, r, u = next(it)
             p, c, r, p_cut, c_cut, reason = truncate_row(p, c, r, spec, bos)
+            reason = reason or _unscored_reason(index, c, r, u, spec)
         for name, value in zip(ID_COLUMNS + STATUS_COLUMNS, (p, c, r, index, reason, p_cut, c_cut)):
             out[name].append(value)
-    if spec.tokenize_jointly and not spec.is_encoder_decoder:
-        kept_unscored = iter(unscored)
-        pairs = [next(kept_unscored) if not reason else (0, 0) for reason in reasons]
-        out["chosen_unscored"], out["rejected_unscored"] = [u[0] for u in pairs], [u[1] for u in pairs]
+        if joint:
+            out.setdefault("chosen_unscored", []).append(u[0])
+            out.setdefault("rejected_unscored", []).append(u[1])
     return out
+
+
+def _unscored_reason(index: int, chosen: list[int], rejected: list[int], unscored: tuple[int, int],
+                     spec: TokenizeSpec) -> str:
+    """``""`` when both completions keep a scored token; else the skip reason, or (``invalid_rows="raise"``) a
+    RowError. A side with no scored token would get log-prob 0.0, the highest reward there is."""
+    for field, ids, skip in (("chosen", chosen, unscored[0]), ("rejected", rejected, unscored[1])):
+        if len(ids) - skip <= 0:
+            err = RowError(index, field, f"has no token left to score ({len(ids)} token(s), {skip} of them unscored "
+                           "context, after truncation)", "raise max_length / max_completion_length, or drop the row")
+            if spec.invalid_rows == "raise":
+                raise err
+            return f"invalid: {err}"
+    return ""
 
 
 def _split_common_prefix(full_c: list[list[int]], full_r: list[list[int]]):
@@ -275,6 +296,8 @@ def encode_prompt_values(tokenizer, prompts: list, tools: list | None = None,
         raise RowError(chats[0], "prompt", "is a conversation but the tokenizer has no chat template",
                        "set tokenizer.chat_template, or give plain strings")
     tools, template_kwargs = tools or [None] * len(prompts), template_kwargs or [None] * len(prompts)
+    for i in chats:
+        check_template_kwargs(template_kwargs[i], i)
     texts = [render_prompt(prompts[i], tokenizer, tools[i], template_kwargs[i]) for i in chats]
     for i, ids in zip(chats, encode_prompts(tokenizer, texts, templated=True)):
         out[i] = ids

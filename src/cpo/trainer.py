@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import random
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .batching import TokenBudgetBatchSampler, pair_tokens
 from .card import dataset_names, write_card
@@ -19,8 +21,9 @@ from .fastpaths import select_paths
 from .generation import log_eval_generations
 from .guard import NonFiniteGuard
 from .layouts import EncoderDecoderCollator
-from .logprobs import average_logps, sequence_logps
-from .losses import cpo_objective, summed_alphapo_note, uses_average_logps
+from .logprobs import sequence_logps
+from .loss_settings import LossSettings
+from .losses import cpo_objective, summed_alphapo_note
 from .metrics import MetricSums
 from .modeling import (
     attention_implementation,
@@ -30,6 +33,7 @@ from .modeling import (
     load_tokenizer,
     text_config,
 )
+from .runs import begin_run, run_settings, save_run_settings
 from .tokenization import DEFAULT_COMPLETION_LENGTH, TokenizeSpec, prepare_dataset
 
 logger = logging.getLogger("cpo")
@@ -86,7 +90,8 @@ class CPOTrainer(Trainer):
         )
         if processing_class is None:
             processing_class = load_tokenizer(model_name if isinstance(model_name, str) else
-                                              model.config._name_or_path, args.trust_remote_code)
+                                              model.config._name_or_path, args.trust_remote_code,
+                                              (args.model_init_kwargs or {}).get("revision"))
         self._init_special_tokens(model, processing_class)
         if args.disable_dropout:
             disable_dropout(model)
@@ -149,6 +154,13 @@ class CPOTrainer(Trainer):
                     "You passed a PeftModel and a peft_config: merge and unload the existing adapter first, or pass "
                     "the PeftModel without a peft_config to train its adapter."
                 )
+            if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+                from peft import prepare_model_for_kbit_training
+
+                # as TRL: norms in fp32, input gradients on, checkpointing as configured (QLoRA)
+                model = prepare_model_for_kbit_training(
+                    model, use_gradient_checkpointing=args.gradient_checkpointing,
+                    gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs)
             model = get_peft_model(model, peft_config)
         if args.gradient_checkpointing and hasattr(model, "peft_config"):
             model.enable_input_require_grads()  # frozen embeddings must still pass gradients to checkpointed layers
@@ -258,44 +270,40 @@ class CPOTrainer(Trainer):
         )
         b = inputs["row_index"].shape[0]
         sums, counts = sequence_logps(out.token_logps, inputs["target_seq"], 2 * b)
-        logps = average_logps(sums, counts) if uses_average_logps(self.args.loss_type) else sums
-        chosen_tokens = counts[:b].sum()
         if step_counts is None:  # evaluation, or a caller outside Trainer's loop: this micro-batch alone
-            num_pairs, num_tokens, scale = float(b), float(chosen_tokens), 1.0
+            num_pairs, num_tokens, scale = float(b), float(counts[:b].sum()), 1.0
         else:
             num_pairs, num_tokens = step_counts.tolist()
             scale = float(self.accelerator.num_processes)  # DDP/FSDP/DeepSpeed average gradients over processes
-        loss, _, chosen_r, rejected_r = cpo_objective(
-            logps[:b], logps[b:], -sums[:b].sum(),
-            num_pairs=num_pairs, num_chosen_tokens=num_tokens, cpo_alpha=self.args.cpo_alpha,
-            loss_type=self.args.loss_type, beta=self.args.beta, label_smoothing=self.args.label_smoothing,
-            simpo_gamma=self.args.simpo_gamma, alpha=self.args.alpha,
-        )
+        objective = cpo_objective(sums, counts, num_pairs=num_pairs, num_chosen_tokens=num_tokens,
+                                  settings=LossSettings.of(self.args))
+        loss = objective.loss
         if self.aux_loss_enabled and out.aux_loss is not None:
             loss = loss + self.aux_loss_coef * out.aux_loss * (b / num_pairs)
             self._metrics.add(split, "aux_loss", out.aux_loss, 1)
         side_counts = torch.stack([counts[:b].sum(), counts[b:].sum()])
         logit_sums = side_logit_sums(out.token_logit_means, inputs["target_seq"], b)
-        self._record_metrics(split, logps, sums, side_counts, (chosen_r, rejected_r), logit_sums)
+        self._record_metrics(split, objective, sums, side_counts, logit_sums)
         return loss * scale, logit_sums / side_counts.clamp(min=1)
 
-    def _record_metrics(self, split, logps, sums, side_counts, rewards, logit_sums) -> None:
-        """Add TRL's metrics of one micro-batch to the running sums (reduced and logged at log time).
-
-        ``logps``/``sums`` are ``(2B,)`` (chosen then rejected), ``side_counts`` and ``logit_sums`` ``(2,)``
-        (chosen, rejected completion tokens), ``rewards`` the ``(B,)`` chosen and rejected rewards."""
-        chosen_r, rejected_r = rewards
+    def _record_metrics(self, split, objective, sums, side_counts, logit_sums) -> None:
+        """Add TRL's metrics of one micro-batch, and the objective's own (``arpo/gamma``), to the running sums
+        (reduced and logged at log time). ``sums`` is ``(2B,)`` (chosen then rejected), ``side_counts`` and
+        ``logit_sums`` ``(2,)`` (chosen, rejected completion tokens)."""
+        chosen_r, rejected_r = objective.chosen_rewards, objective.rejected_rewards
         b = chosen_r.shape[0]
         add = self._metrics.add
         add(split, "rewards/chosen", chosen_r.sum(), b)
         add(split, "rewards/rejected", rejected_r.sum(), b)
         add(split, "rewards/accuracies", (chosen_r > rejected_r).sum(), b)
         add(split, "rewards/margins", (chosen_r - rejected_r).sum(), b)
-        add(split, "logps/chosen", logps[:b].sum(), b)
-        add(split, "logps/rejected", logps[b:].sum(), b)
+        add(split, "logps/chosen", objective.chosen_logps.sum(), b)
+        add(split, "logps/rejected", objective.rejected_logps.sum(), b)
         add(split, "logits/chosen", logit_sums[0], side_counts[0])
         add(split, "logits/rejected", logit_sums[1], side_counts[1])
         add(split, "nll_loss", -sums[:b].sum(), side_counts[0])
+        for name, values in objective.metrics.items():
+            add(split, name, values.sum(), b)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, _ = self._pair_loss(model, inputs, num_items_in_batch, "train")
@@ -335,8 +343,21 @@ class CPOTrainer(Trainer):
                    datasets=datasets, log_history=self.state.log_history)
 
     def _save_checkpoint(self, model, trial) -> None:
+        """Trainer's checkpoint, with this run's settings for the resume check (:mod:`cpo.runs`)."""
         self._guard.check_weights(self.model, f"checkpoint {self.state.global_step}")
         super()._save_checkpoint(model, trial)
+        if self.is_world_process_zero():
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            save_run_settings(folder, run_settings(self.args, self._card_datasets))
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None,
+              **kwargs):
+        """``Trainer.train``, one run per ``output_dir`` (:func:`cpo.runs.begin_run`). ``resume_from_checkpoint`` is
+        a path, or True / "true" for the latest checkpoint of ``output_dir``."""
+        checkpoint = begin_run(self.args, resume_from_checkpoint, self._card_datasets, self.is_world_process_zero())
+        self.accelerator.wait_for_everyone()  # the main process may have cleared output_dir
+        return super().train(resume_from_checkpoint=str(checkpoint) if checkpoint else None, trial=trial,
+                             ignore_keys_for_eval=ignore_keys_for_eval, **kwargs)
 
     # ------------------------------------------------------------------------------------------- logging
 

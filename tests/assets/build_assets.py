@@ -2,6 +2,7 @@
 imports it, and a user's clone needs nothing but its output, which is committed).
 
     python tests/assets/build_assets.py SHARED_DATA      # the folder holding wmt22/, tokenizers/, ...
+    python tests/assets/build_assets.py --alma-r-sample  # only alma-r/, from the wmt22/ slice here
 
 Each slice is cut as it is, with no text changed; README.md in this folder gives the provenance and licence of each.
 """
@@ -34,6 +35,39 @@ def save_tokenizer(tokenizer, folder: Path) -> None:
     raw = folder / "tokenizer.json"
     (folder / "tokenizer.json.xz").write_bytes(lzma.compress(raw.read_bytes(), preset=9 | lzma.PRESET_EXTREME))
     raw.unlink()
+
+
+def alma_r_sample() -> None:
+    """alma-r/de-en.jsonl: the 40 WMT'22 segments above as rows of haoranxu/ALMA-R-Preference's schema. The texts
+    are the real source, reference, GPT-4 and ALMA-13B-LoRA translations; the KIWI and XCOMET scores are *made up*
+    (seeded uniform draws, rounded), as are the Delta of rows 3 and 4. Row 2 ties all three scores (the rule drops
+    it); row 5 ties at the top, row 6 at the bottom."""
+    import random
+
+    wmt = HERE / "wmt22"
+    texts = [(wmt / rel).read_text(encoding="utf-8").split("\n")[:WMT_SEGMENTS] for rel in (
+        "wmt-testset/deen/test.de-en.de", "wmt-testset/deen/test.de-en.en", "GPT-4-1106-preview/deen/test.de-en.en",
+        "ALMA-13B-LoRA/deen/test.de-en.en")]
+    rng, rows = random.Random(0), []
+    for i, (de, en, gpt4, alma) in enumerate(zip(*texts)):
+        kiwi = [round(rng.uniform(0.6, 0.95), 4) for _ in range(3)]
+        xcomet = [round(rng.uniform(0.6, 0.95), 4) for _ in range(3)]
+        if i == 2:
+            kiwi, xcomet = [0.8] * 3, [0.8] * 3
+        if i == 5:
+            kiwi[1] = kiwi[0] = max(kiwi)
+            xcomet[1] = xcomet[0] = max(xcomet)
+        if i == 6:
+            kiwi, xcomet = [0.7, 0.9, 0.7], [0.65, 0.85, 0.65]
+        t = {"language_pair": "de-en", "de": de, "en": en, "gpt4_en": gpt4, "alma_en": alma,
+             "Delta": {3: 1.0, 4: -1.0}.get(i, 0.0), "required_directions": "de-en"}
+        for name, k, x in zip(("ref", "gpt4", "alma"), kiwi, xcomet):
+            t[f"{name}_en_kiwi"], t[f"{name}_en_xcomet"] = k, x
+            t[f"{name}_en_kiwi_xcomet"] = round((k + x) / 2, 5)
+        rows.append({"translation": t})
+    out = HERE / "alma-r" / "de-en.jsonl"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
 def main(data: Path) -> None:
@@ -76,9 +110,13 @@ def main(data: Path) -> None:
     save_tokenizer(GPT2TokenizerFast(str(gpt2 / "vocab.json"), str(gpt2 / "merges.txt")), HERE / "tokenizers/gpt2")
     qwen2 = AutoTokenizer.from_pretrained(str(data / "tokenizers/qwen2"), gguf_file="ggml-vocab-qwen2.gguf")
     save_tokenizer(qwen2, HERE / "tokenizers/qwen2")
+    alma_r_sample()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python tests/assets/build_assets.py SHARED_DATA")
-    main(Path(sys.argv[1]))
+    if sys.argv[1:] == ["--alma-r-sample"]:  # from the WMT'22 slice already here: no data folder needed
+        alma_r_sample()
+    elif len(sys.argv) != 2:
+        sys.exit("usage: python tests/assets/build_assets.py SHARED_DATA | --alma-r-sample")
+    else:
+        main(Path(sys.argv[1]))

@@ -5,13 +5,15 @@ import re
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import matplotlib.image
 import pytest
 import torch
 import yaml
-from helpers import ROOT, preference_rows, save_tiny_model
+from helpers import ROOT
 
+from cpo import CPOConfig
 from cpo.cli import main
 
 SRC = ROOT / "src"
@@ -33,6 +35,7 @@ def test_building_the_parser_imports_nothing_heavy():
         f"pkg = types.ModuleType('cpo'); pkg.__path__ = [{str(SRC / 'cpo')!r}]; sys.modules['cpo'] = pkg\n"
         "import cpo.cli, cpo.cli.train, cpo.cli.eval, cpo.cli.prefs, cpo.cli.plot, cpo.cli.demo, cpo.cli.loading\n"
         "import cpo.mt.prompts, cpo.mt.segments, cpo.mt.scores, cpo.mt.candidates, cpo.mt.pairs, cpo.plot\n"
+        "import cpo.files, cpo.pairs.rule, cpo.pairs.candidates, cpo.pairs.scorers, cpo.pairs.alma\n"
         "cpo.cli.build_parser().format_help()\n"
         "for name in ('eval', 'prefs', 'plot', 'demo'):\n"
         "    getattr(cpo.cli, name).build_parser().format_help()\n"
@@ -52,7 +55,7 @@ def test_every_subcommand_has_help_with_examples(command, capsys):
         main([command, "--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert f"usage: cpo {command}" in out and "examples:" in out and f"cpo {command} " in out
+    assert f"usage: cpo {command}" in out and "\nexamples" in out and f"cpo {command} " in out
 
 
 def test_train_takes_every_cpo_config_field_and_the_trl_script_flags():
@@ -109,20 +112,108 @@ def test_demo_subcommand_parses_its_options_and_runs(monkeypatch):
 
     seen = []
     monkeypatch.setattr(cpo.cli.demo, "run", lambda args: seen.append(args) or 7)
-    assert main(["demo", "--quick", "--seed", "3", "--no-progress"]) == 7
-    assert (seen[0].quick, seen[0].seed, seen[0].no_progress, str(seen[0].output_dir)) == (True, 3, True, "demo")
+    assert main(["demo", "--quick", "--seed", "3", "--disable_tqdm"]) == 7
+    assert (seen[0].quick, seen[0].seed, seen[0].disable_tqdm, str(seen[0].output_dir)) == (True, 3, True, "demo")
+    assert main(["demo", "--output_dir", "a", "--disable-tqdm"]) == main(["demo", "--output-dir", "a"]) == 7
+    assert [str(a.output_dir) for a in seen[1:]] == ["a", "a"] and [a.disable_tqdm for a in seen[1:]] == [True, False]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, gpt2_tokenizer):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model", gpt2_tokenizer)
+def _parsers():
+    """Every subcommand's parser, and the top-level one."""
+    import importlib
+
+    import cpo.cli
+
+    return [("cpo", cpo.cli.build_parser())] + [
+        (name, importlib.import_module(f"cpo.cli.{name}").build_parser()) for name in cpo.cli.COMMANDS]
 
 
-@pytest.fixture
-def pairs(tmp_path):
-    path = tmp_path / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in preference_rows(12)), encoding="utf-8")
-    return path
+def test_every_option_has_help_and_shows_its_default_once():
+    for name, parser in _parsers():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            assert action.help, (name, action.option_strings)
+            shown = formatter._expand_help(action)
+            added = shown.count("(default:") - action.help.count("(default:")
+            assert shown.count("(default:") <= 1 and (added == 0 or "default" not in action.help.lower()), (
+                name, shown)
+        text = parser.format_help()
+        assert "../shared" not in text and "shared/data" not in text, name
+
+
+def test_one_spelling_for_outputs_and_progress_bars_in_every_subcommand():
+    """A file is --output, a folder --output_dir; progress bars go off with --disable_tqdm (TrainingArguments'
+    name); no other spelling exists."""
+    seen = {}
+    for name, parser in _parsers():
+        for action in parser._actions:
+            for option in action.option_strings:
+                if "output" in option or "progress" in option or "tqdm" in option or option == "-o":
+                    seen.setdefault(option, set()).add(name)
+    assert set(seen) <= {"--output", "--output_dir", "--disable_tqdm", "--overwrite_output_dir"}
+    assert seen["--output"] == {"generate", "prefs", "eval", "plot"} and seen["--output_dir"] == {"train", "demo"}
+    assert seen["--disable_tqdm"] == {"train", "generate", "eval", "demo"}
+
+
+@pytest.mark.parametrize("command, argv, dest, value", [
+    ("train", ["--output-dir", "o", "--disable-tqdm"], "disable_tqdm", True),
+    ("train", ["--output-dir=o", "--per-device-train-batch-size", "3"], "per_device_train_batch_size", 3),
+    ("generate", ["--model-name-or-path", "m", "--output", "c.jsonl", "--max-new-tokens", "7"], "max_new_tokens", 7),
+    ("prefs", ["--output", "p.jsonl", "--exclude-reference"], "exclude_reference", True),
+    ("eval", ["--mode", "translate", "--hyp-field", "h"], "hyp_field", "h"),
+    ("plot", ["run", "--output", "x.png"], "output", "x.png"),
+    ("demo", ["--output-dir", "d"], "output_dir", Path("d")),
+])
+def test_dashes_and_underscores_are_both_accepted(command, argv, dest, value):
+    import importlib
+
+    parser = importlib.import_module(f"cpo.cli.{command}").build_parser()
+    parsed = parser.parse_args(argv)
+    assert getattr(parsed, dest) == value
+    underscored = ["--" + a[2:].replace("-", "_") if a.startswith("--") else a for a in argv]
+    assert vars(parser.parse_args(underscored)) == vars(parsed)
+
+
+def test_train_help_lists_cpo_options_first_by_group(capsys):
+    """cpo's own options (ScriptArguments, ModelArguments, CPOConfig's fields beyond TrainingArguments) come first,
+    loss, then data, then model and PEFT; every TrainingArguments option comes after them."""
+    from dataclasses import fields
+
+    from transformers import TrainingArguments
+
+    from cpo.cli.arguments import ModelArguments, ScriptArguments
+    from cpo.cli.train import TRAINER_GROUP, build_parser
+
+    parser = build_parser()
+    titles = [g.title for g in parser._action_groups if g._group_actions]
+    assert titles[1:4] == ["loss: CPO and its family (SimPO, AlphaPO, IPO, hinge, ARPO)", "data",
+                           "model and PEFT (parameter-efficient fine-tuning: LoRA adapters)"]
+    assert titles[-1] == TRAINER_GROUP
+    trainer_fields = {f.name for f in fields(TrainingArguments)}
+    own = {f.name for f in fields(CPOConfig) if f.init and f.name not in trainer_fields}
+    own |= {f.name for f in (*fields(ScriptArguments), *fields(ModelArguments))}
+    groups = [g for g in parser._action_groups if g.title not in ("options", "positional arguments")]
+    first = {a.dest for g in groups[:-1] for a in g._group_actions}
+    assert first == own
+    assert {a.dest for a in groups[-1]._group_actions} == {f.name for f in fields(CPOConfig) if f.init} - own
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert out.index("--loss_type") < out.index("--dataset_name") < out.index("--model_name_or_path") < out.index(
+        "--learning_rate")
+    assert "(default: 0.1)" in out.split("--beta", 1)[1].split("--", 1)[0]  # defaults shown (parse() keeps them)
+    assert "--dataset-name" not in out  # one spelling shown; the note says both are read
+
+
+def test_version(capsys):
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"cpo {importlib.metadata.version('cpo')}"
 
 
 def test_train_three_steps_from_yaml_with_a_flag_override(tiny, pairs, tmp_path, capsys):
@@ -178,10 +269,13 @@ def test_train_with_lora_then_load_the_adapter_for_eval(tiny, pairs, tmp_path):
 def test_train_from_a_gguf_file_goes_through_cpo_gguf(tiny, pairs, tmp_path, monkeypatch, capsys):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from cpo.gguf import gguf_load_options
+
     gguf_file = tmp_path / "model.gguf"
     gguf_file.write_bytes(b"GGUF")
     calls = []
     fake = types.ModuleType("cpo.gguf")
+    fake.gguf_load_options = gguf_load_options  # the real rule of what a .gguf model honours
     fake.load_gguf_model = lambda path, dtype=None: calls.append(("model", path)) or (
         AutoModelForCausalLM.from_pretrained(tiny))
     fake.load_gguf_tokenizer = lambda path: calls.append(("tokenizer", path)) or AutoTokenizer.from_pretrained(tiny)
@@ -231,3 +325,32 @@ def test_train_error_paths(tiny, pairs, tmp_path, capsys):
         main(base + model + data + ["--learning_rte", "1"])
     assert exit_.value.code == 2
     assert "did you mean --learning_rate" in capsys.readouterr().err
+
+
+def test_push_to_hub_uploads_after_every_file_is_written(tiny, pairs, tmp_path, monkeypatch):
+    """`cpo train --push_to_hub` uploads the folder once the card, trainer_state.json, the config YAML and the curves
+    are in it. The Hub calls are fakes (nothing leaves the machine): the upload records the folder at call time."""
+    from huggingface_hub import HfApi
+
+    uploads = []
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        folder = Path(folder_path)
+        uploads.append((repo_id, {p.name for p in folder.iterdir()}, (folder / "README.md").read_text("utf-8")))
+        return "fake commit"
+
+    monkeypatch.setattr(HfApi, "create_repo",
+                        lambda self, repo_id, **kw: types.SimpleNamespace(repo_id=f"me/{repo_id}"))
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    out = tmp_path / "run"
+    assert main(["train", "--model_name_or_path", str(tiny), "--dataset_name", str(pairs), "--output_dir", str(out),
+                 "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--max_length", "64",
+                 "--push_to_hub", "--hub_model_id", "cpo-test"]) == 0
+    assert len(uploads) == 1
+    repo, files, card = uploads[0]
+    assert repo == "me/cpo-test"
+    assert {"README.md", "trainer_state.json", "cpo_train_config.yaml", "training_curves.png", "config.json",
+            "model.safetensors", "tokenizer_config.json"} <= files
+    assert card.startswith("---\n") and "# cpo-test" in card and "- a local jsonl file" in card
+    assert str(tmp_path) not in card  # the local model and data are described, not named by path
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2

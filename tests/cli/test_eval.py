@@ -8,13 +8,13 @@ import pytest
 import sacrebleu
 import torch
 import torch.nn.functional as F
-from helpers import asset, naive_greedy, preference_rows, save_tiny_model
+from helpers import asset, naive_greedy, preference_rows
 
 from cpo.cli import main
 from cpo.errors import UsageError
+from cpo.files import read_lines
 from cpo.mt.prompts import build_prompts
 from cpo.mt.scores import corpus_scores
-from cpo.mt.segments import read_lines
 from cpo.mt.translate import clean_hypothesis
 from cpo.rows import DatasetFormat
 from cpo.tokenization import TokenizeSpec, encode_prompts, tokenize_batch
@@ -23,11 +23,6 @@ SOURCES = ["Das Haus ist alt.", "Ja.", "Die Ware hat unter 20 Euro gekostet, sag
            "Wir sehen uns morgen."]
 REFERENCES = ["The house is old.", "Yes.", "The goods cost less than 20 euros, he said last night.", "No, thanks.",
               "See you tomorrow."]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, gpt2_tokenizer):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model", gpt2_tokenizer)
 
 
 def write_lines(path, lines):
@@ -40,20 +35,27 @@ def test_scoring_gpt4_wmt22_deen_equals_sacrebleu(tmp_path, capsys):
     ref = asset("wmt22", "wmt-testset", "deen", "test.de-en.en")
     out = tmp_path / "scores.json"
     assert main(["eval", "--mode", "translate", "--hypotheses", str(hyp), "--ref", str(ref), "--tgt_lang", "en",
-                 "--output_json", str(out)]) == 0
+                 "--output", str(out)]) == 0
     hyps = hyp.read_text(encoding="utf-8").split("\n")[:-1]
     refs = ref.read_text(encoding="utf-8").split("\n")[:-1]
     result = json.loads(out.read_text(encoding="utf-8"))
-    assert result["bleu"] == sacrebleu.corpus_bleu(hyps, [refs]).score
-    assert result["chrf"] == sacrebleu.corpus_chrf(hyps, [refs]).score
-    assert result["segments"] == len(hyps) == 40 and result["empty_hypotheses"] == 0
-    assert "tok:13a" in result["bleu_signature"]
-    assert f"BLEU {result['bleu']:.2f}" in capsys.readouterr().out
+    assert list(result) == ["mode", "model", "inputs", "settings", "metrics"]  # the layout of both modes
+    assert result["mode"] == "translate" and result["model"] is None
+    metrics = result["metrics"]
+    assert metrics["bleu"] == sacrebleu.corpus_bleu(hyps, [refs]).score
+    assert metrics["chrf"] == sacrebleu.corpus_chrf(hyps, [refs]).score
+    assert result["inputs"]["segments"] == len(hyps) == 40 and metrics["empty_hypotheses"] == 0
+    assert "tok:13a" in metrics["bleu_signature"]
+    assert f"BLEU {metrics['bleu']:.2f}" in capsys.readouterr().out
     # the same references read from the JSON test set
     js = asset("wmt-human-written", "deen", "test.de-en.json")
     assert main(["eval", "--mode", "translate", "--hypotheses", str(hyp), "--ref", str(js), "--tgt_lang", "en",
-                 "--output_json", str(tmp_path / "js.json")]) == 0
-    assert json.loads((tmp_path / "js.json").read_text())["bleu"] == result["bleu"]
+                 "--output", str(tmp_path / "js.json")]) == 0
+    assert json.loads((tmp_path / "js.json").read_text())["metrics"]["bleu"] == metrics["bleu"]
+    capsys.readouterr()
+    # without --output the scores are printed, and nothing is written
+    assert main(["eval", "--mode", "translate", "--hypotheses", str(hyp), "--ref", str(ref), "--tgt_lang", "en"]) == 0
+    assert "written to" not in capsys.readouterr().out and not list(hyp.parent.glob("*.json"))
 
 
 def test_chinese_bleu_uses_sacrebleus_zh_tokenizer():
@@ -70,7 +72,7 @@ def test_batched_translation_equals_naive_greedy(tiny, tmp_path, gpt2_tokenizer)
     hyp_path, out = tmp_path / "out" / "hyp.en", tmp_path / "out" / "scores.json"
     assert main(["eval", "--mode", "translate", "--model_name_or_path", str(tiny), "--src", src, "--ref", ref,
                  "--src_lang", "de", "--tgt_lang", "en", "--hypotheses", str(hyp_path), "--batch_size", "2",
-                 "--max_new_tokens", "12", "--output_json", str(out), "--use_cpu"]) == 0
+                 "--max_new_tokens", "12", "--output", str(out), "--use_cpu"]) == 0
     hyps = read_lines(hyp_path)
     model, tok = AutoModelForCausalLM.from_pretrained(tiny).eval(), gpt2_tokenizer
     expected = []
@@ -80,9 +82,10 @@ def test_batched_translation_equals_naive_greedy(tiny, tmp_path, gpt2_tokenizer)
         expected.append(clean_hypothesis(naive_greedy(model, tok, ids, 12), stop_at_newline=True))
     assert hyps == expected
     result = json.loads(out.read_text())
-    assert result["bleu"] == sacrebleu.corpus_bleu(hyps, [REFERENCES]).score
-    assert result["chrf"] == sacrebleu.corpus_chrf(hyps, [REFERENCES]).score
-    assert result["template"] == "alma" and result["segments"] == 5
+    assert result["metrics"]["bleu"] == sacrebleu.corpus_bleu(hyps, [REFERENCES]).score
+    assert result["metrics"]["chrf"] == sacrebleu.corpus_chrf(hyps, [REFERENCES]).score
+    assert result["settings"]["template"] == "alma" and result["inputs"]["segments"] == 5
+    assert result["model"] == str(tiny) and result["inputs"]["sources"] == src
 
 
 def test_generation_prompts_match_training_prompts(gpt2_tokenizer):
@@ -141,14 +144,16 @@ def test_preference_eval_equals_hand_computed_logps(tiny, tmp_path, gpt2_tokeniz
     out = tmp_path / "pref.json"
     try:
         assert main(["eval", "--mode", "preference", "--model_name_or_path", str(tiny), "--dataset_name", str(data),
-                     "--output_json", str(out), "--use_cpu"]) == 0
+                     "--output", str(out), "--use_cpu"]) == 0
     finally:
         (tiny / "cpo_train_config.yaml").unlink()
     result = json.loads(out.read_text())
+    assert list(result) == ["mode", "model", "inputs", "settings", "metrics"] and result["mode"] == "preference"
     m = result["metrics"]
     t = hand_logps(AutoModelForCausalLM.from_pretrained(tiny).eval(), gpt2_tokenizer, rows)
     chosen, rejected, beta = t[:, 0], t[:, 2], 0.5
-    assert result["settings"] == {"beta": 0.5} and result["split"] == "train" and result["pairs"] == 6
+    assert result["settings"] == {"beta": 0.5} and result["inputs"]["split"] == "train"
+    assert result["inputs"]["pairs"] == 6
     assert m["logps/chosen"] == pytest.approx(float(chosen.mean()), rel=1e-5)
     assert m["logps/rejected"] == pytest.approx(float(rejected.mean()), rel=1e-5)
     assert m["rewards/margins"] == pytest.approx(beta * float((chosen - rejected).mean()), rel=1e-4, abs=1e-5)
@@ -159,7 +164,7 @@ def test_preference_eval_equals_hand_computed_logps(tiny, tmp_path, gpt2_tokeniz
     assert m["loss"] == pytest.approx(loss, rel=1e-5)
     # a flag overrides the saved setting: margins scale with beta
     assert main(["eval", "--mode", "preference", "--model_name_or_path", str(tiny), "--dataset_name", str(data),
-                 "--beta", "0.25", "--dataset_split", "train[:3]", "--output_json", str(out), "--use_cpu"]) == 0
+                 "--beta", "0.25", "--dataset_split", "train[:3]", "--output", str(out), "--use_cpu"]) == 0
     m = json.loads(out.read_text())["metrics"]
     assert m["rewards/margins"] == pytest.approx(0.25 * float((chosen - rejected)[:3].mean()), rel=1e-4, abs=1e-5)
 
@@ -187,9 +192,12 @@ def test_eval_error_paths(tiny, tmp_path, capsys):
         (p + ["--dataset_name", str(bad)], "no 'chosen' column"),
         (p + ["--dataset_name", str(bad), "--dataset_split", "test"], "no split 'test'; it has: train"),
         (p + ["--dataset_name", str(bad), "--src", src], r"--src belong\(s\) to --mode translate"),
-        (t + ["--hypotheses", short, "--ref", ref, "--limit", "0"], "positive integer"),
+        (t + ["--hypotheses", short, "--ref", ref, "--limit", "0"], "argument --limit: 0 is out of range"),
     ]
     for argv, message in cases:
-        assert main(argv) == 2, argv
+        try:
+            assert main(argv) == 2, argv
+        except SystemExit as exit_:  # argparse refuses a bad value as it parses it, with status 2
+            assert exit_.code == 2, argv
         err = capsys.readouterr().err
         assert "Traceback" not in err and re.search(message, err), (argv, err)

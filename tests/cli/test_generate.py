@@ -9,7 +9,7 @@ from helpers import save_tiny_model
 from tiny_gguf import write_tiny_llama
 
 from cpo.cli import main
-from cpo.mt.segments import read_lines
+from cpo.files import read_lines
 
 SOURCES = ["Das Haus ist alt.", "Ja.", "Die Ware hat unter 20 Euro gekostet.", "Nein, danke.", "Bis morgen."]
 REFERENCES = ["The house is old.", "Yes.", "The goods cost less than 20 euros.", "No, thanks.", "See you tomorrow."]
@@ -34,7 +34,7 @@ def test_dataset_prompts_same_seed_same_file(tiny, tmp_path, capsys):
     data.write_text("".join(json.dumps({"prompt": p, "id": i, "reference": f"ref {i}"}) + "\n"
                             for i, p in enumerate(["2 + 2 =", "The capital of France is", "Zen:"])))
     base = ["generate", "--model_name_or_path", str(tiny), "--dataset_name", str(data), "--num_samples", "3",
-            "--max_new_tokens", "5", "--seed", "0", "--use_cpu", "--no-progress"]
+            "--max_new_tokens", "5", "--seed", "0", "--use_cpu", "--disable_tqdm"]
     assert main([*base, "--output", str(tmp_path / "a.jsonl")]) == 0
     out = capsys.readouterr().out
     assert main([*base, "--output", str(tmp_path / "b.jsonl")]) == 0
@@ -57,7 +57,7 @@ def test_translation_greedy_candidates_are_evals_hypotheses(tiny, tmp_path):
     out = tmp_path / "cands.jsonl"
     assert main(["generate", "--model_name_or_path", str(tiny), "--src", src, "--ref", ref, "--src_lang", "de",
                  "--tgt_lang", "en", "--num_samples", "2", "--include_greedy", "--max_new_tokens", "8",
-                 "--batch_size", "4", "--output", str(out), "--use_cpu", "--no-progress"]) == 0
+                 "--batch_size", "4", "--output", str(out), "--use_cpu", "--disable_tqdm"]) == 0
     greedy = read_lines(tmp_path / "cands.greedy.en")
     assert greedy == read_lines(tmp_path / "hyp.en")
     samples = [read_lines(tmp_path / f"cands.sample{k}.en") for k in (1, 2)]
@@ -87,7 +87,7 @@ def test_a_gguf_model_and_a_chat_prompt(tmp_path):
     data.write_text(json.dumps({"prompt": [{"role": "user", "content": "Hi there"}]}) + "\n")
     out = tmp_path / "g.jsonl"
     assert main(["generate", "--model_name_or_path", str(path), "--dataset_name", str(data), "--num_samples", "2",
-                 "--max_new_tokens", "4", "--output", str(out), "--use_cpu", "--no-progress"]) == 0
+                 "--max_new_tokens", "4", "--output", str(out), "--use_cpu", "--disable_tqdm"]) == 0
     (row,) = read_jsonl(out)
     assert row["prompt"] == [{"role": "user", "content": "Hi there"}] and 1 <= len(row["candidates"]) <= 2
 
@@ -102,12 +102,17 @@ def test_generate_error_paths(tiny, tmp_path, capsys):
         ([], "Give the prompts: --dataset_name"),
         (["--dataset_name", str(data)], "no 'prompt' column .* --prompt_field"),
         (["--dataset_name", str(bad)], r"Row 1, field 'prompt': expected a string"),
-        (["--dataset_name", str(data), "--prompt_field", "question", "--temperature", "0"], "temperature must be > 0"),
-        (["--dataset_name", str(data), "--prompt_field", "question", "--num_samples", "0"], "--num_samples must be"),
+        (["--dataset_name", str(data), "--prompt_field", "question", "--temperature", "0"],
+         "argument --temperature: 0 is out of range: give a finite number > 0"),
+        (["--dataset_name", str(data), "--prompt_field", "question", "--num_samples", "0"],
+         "argument --num_samples: 0 is out of range"),
         (["--src", str(data)], "needs --src_lang and --tgt_lang"),
     ]
     for extra, message in cases:
-        assert main(base + extra) == 2, extra
+        try:
+            assert main(base + extra) == 2, extra
+        except SystemExit as exit_:  # argparse refuses a bad value as it parses it, with status 2
+            assert exit_.code == 2, extra
         err = capsys.readouterr().err
         assert "Traceback" not in err and re.search(message, err), (extra, err)
     assert not (tmp_path / "o.jsonl").exists()

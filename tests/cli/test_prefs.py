@@ -13,11 +13,12 @@ from helpers import asset
 
 from cpo.cli import main
 from cpo.errors import UsageError
+from cpo.files import read_lines
 from cpo.mt.candidates import mqm_segments, named_systems, system_names
-from cpo.mt.pairs import Candidate, Segment, build_rows, pair_row, select_pair
+from cpo.mt.pairs import pair_row
 from cpo.mt.prompts import alma_prompt
 from cpo.mt.scores import sentence_scores
-from cpo.mt.segments import read_lines
+from cpo.pairs.rule import Candidate, Segment, build_rows, select_pair
 
 
 def seg(*cands, source="Quelle."):
@@ -245,3 +246,46 @@ def test_prefs_given_scores_lower_is_better(tmp_path):
     assert [(r["segment_id"], r["chosen_system"], r["rejected_system"]) for r in rows] == [
         (1, "a", "reference"), (2, "reference", "a")]  # segment 3 is a tie (2 and 2)
     assert rows[0]["chosen"] == " Hi." and rows[1]["rejected"] == " Yeah."
+
+
+@pytest.mark.parametrize("score_field", ["kiwi", "xcomet", "kiwi_xcomet"])
+def test_alma_preference_writes_exactly_the_rules_pairs_with_the_alma_prompt(tmp_path, capsys, score_field):
+    from alma_fixture import EXPECTED_ROW0, ROWS
+
+    data = tmp_path / "alma_r.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
+    out = tmp_path / "pairs.jsonl"
+    assert main(["prefs", "--alma_preference", str(data), "--directions", "de-en,en-de", "--score_field",
+                 score_field, "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    c, r = EXPECTED_ROW0[score_field]
+    de_en, en_de = alma_prompt("D-ref", "de", "en"), alma_prompt("ref", "en", "de")
+    assert [(x["prompt"], x["chosen"], x["rejected"]) for x in rows] == [
+        (de_en, f" {c}", f" {r}"), (en_de, " D-gpt4", " D-ref"), (de_en, " ref", " alma"), (de_en, " gpt4", " ref"),
+        (de_en, " gpt4", " alma"), (de_en, " alma", " gpt4"), (en_de, " D-alma", " D-ref")]
+    report = capsys.readouterr().out
+    assert "read 9 rows (alma-r schema); 7 pairs: de-en 5, en-de 2" in report
+    assert "identical chosen and rejected, dropped: 2 (the released code would have trained on them)" in report
+
+
+def test_alma_preference_refusals_name_the_row_field_or_flag_and_keep_the_output(tmp_path, capsys):
+    from alma_fixture import ROWS
+
+    bad = json.loads(json.dumps(ROWS[1]))
+    del bad["translation"]["gpt4_en_kiwi_xcomet"]
+    data = tmp_path / "alma_r.jsonl"
+    data.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps(bad) + "\n", encoding="utf-8")
+    out = tmp_path / "pairs.jsonl"
+    out.write_text("mine\n", encoding="utf-8")
+    common = ["prefs", "--alma_preference", str(data), "--output", str(out)]
+    assert main([*common, "--directions", "de-en"]) == 2
+    assert "Row 1, field 'translation.gpt4_en_kiwi_xcomet': is missing" in capsys.readouterr().err
+    assert main([*common, "--directions", "de-en,xx-en"]) == 2
+    assert "'xx-en' is not a direction of two known language codes" in capsys.readouterr().err
+    assert main([*common, "--directions", "de-en,fr-en", "--invalid_rows", "skip"]) == 2
+    assert "No row has the direction(s) fr-en; the data has de-en, en-de" in capsys.readouterr().err
+    assert main([*common]) == 2 and "needs --directions" in capsys.readouterr().err
+    assert out.read_text(encoding="utf-8") == "mine\n"
+    assert main([*common, "--directions", "de-en", "--invalid_rows", "skip"]) == 0
+    assert "invalid rows skipped: 1 (field translation.gpt4_en_kiwi_xcomet)" in capsys.readouterr().out
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 1

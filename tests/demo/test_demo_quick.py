@@ -13,7 +13,7 @@ from cpo.demo.task import check_answer, normalise, number_words
 def test_quick_demo_end_to_end(tmp_path, capsys):
     smollm2_gguf()  # fails naming the package if the model is missing
     out_dir = tmp_path / "demo"
-    assert main(["demo", "--quick", "--simpo", "--output-dir", str(out_dir), "--seed", "0", "--no-progress"]) == 0
+    assert main(["demo", "--quick", "--simpo", "--output_dir", str(out_dir), "--seed", "0", "--disable_tqdm"]) == 0
     lines = capsys.readouterr().out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("| model (1 seed, 10 test items each)"))
     labels = [label for _, label in ROWS]  # the four runs and, with --simpo, CPO-SimPO

@@ -6,8 +6,9 @@ import pytest
 from helpers import asset
 
 from cpo.errors import UsageError
+from cpo.files import check_aligned, read_lines, write_jsonl, write_lines
 from cpo.mt.prompts import alma_prompt, language_name
-from cpo.mt.segments import check_aligned, read_lines, read_segments, write_jsonl, write_lines
+from cpo.mt.segments import read_segments
 
 
 def test_alma_prompt_is_the_papers_template():

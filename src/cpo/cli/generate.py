@@ -13,17 +13,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import add_model_arguments, add_translation_arguments, subcommand_parser
+from .common import (
+    add_model_arguments,
+    add_output_argument,
+    add_progress_argument,
+    add_translation_arguments,
+    number,
+    seed_argument,
+    subcommand_parser,
+)
 
 EXAMPLES = """\
-examples:
+examples (M is your model: a folder, a Hub name or a .gguf file; the other files are your own):
   # 4 samples per prompt of a prompt dataset (a 'prompt' column of text or messages)
   cpo generate --model_name_or_path M --dataset_name prompts.jsonl --num_samples 4 --temperature 0.8 --seed 0 \\
       --max_new_tokens 64 --output candidates.jsonl
   # translations of WMT sources, the greedy one included; also writes cands.sample1.en ... and cands.greedy.en
   cpo generate --model_name_or_path M --src test.de-en.de --src_lang de --tgt_lang en --ref test.de-en.en \\
       --num_samples 4 --include_greedy --output cands.jsonl
-  # then: score them (here with your own quality model) and build pairs
+  # then: score them (here with your own quality model, a Python function) and build pairs
   cpo prefs --candidates cands.jsonl --scorer my_qe.py:score --output prefs.jsonl
 """
 
@@ -33,7 +41,7 @@ def build_parser():
                           "2401.08417, section 3): one JSONL row per prompt with its candidates.", EXAMPLES)
     p.add_argument("--model_name_or_path", required=True, help="model folder, Hub name, .gguf file, or PEFT adapter "
                    "folder (merged into its base model)")
-    p.add_argument("--output", required=True, help="JSONL file to write (read by `cpo prefs --candidates`)")
+    add_output_argument(p, "JSONL file to write (read by `cpo prefs --candidates`)", required=True)
     add_model_arguments(p)
     g = p.add_argument_group("prompts from a dataset")
     g.add_argument("--dataset_name", help="a .json/.jsonl/.csv/.parquet file, folder or Hub name with a prompt column")
@@ -44,26 +52,22 @@ def build_parser():
     add_translation_arguments(g, reference="references kept with each row (and, for `cpo prefs`, the reference "
                               "candidate)")
     g = p.add_argument_group("decoding")
-    g.add_argument("--num_samples", type=int, default=4, help="sampled answers per prompt")
+    g.add_argument("--num_samples", type=number(int, 1), default=4, help="sampled answers per prompt")
     g.add_argument("--include_greedy", action="store_true", help="add the greedy answer (first) to the samples")
-    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
-    g.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling (1.0: off)")
-    g.add_argument("--top_k", type=int, default=0, help="top-k sampling (0: off)")
-    g.add_argument("--max_new_tokens", type=int, default=256, help="most tokens generated per answer")
-    g.add_argument("--batch_size", type=int, default=16, help="sequences decoded at once (prompts x samples)")
-    g.add_argument("--seed", type=int, default=0, help="the same seed, batch size and machine give the same file")
-    g.add_argument("--limit", type=int, help="use only the first N prompts")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--temperature", type=number(float, 0, above=True), default=1.0, help="sampling temperature")
+    g.add_argument("--top_p", type=number(float, 0, 1, above=True), default=1.0, help="nucleus sampling (1.0: off)")
+    g.add_argument("--top_k", type=number(int, 0), default=0, help="top-k sampling (0: off)")
+    g.add_argument("--max_new_tokens", type=number(int, 1), default=256, help="most tokens generated per answer")
+    g.add_argument("--batch_size", type=number(int, 1), default=16, help="sequences decoded at once (prompts x samples)")
+    seed_argument(g, "the same seed, batch size and machine give the same file")
+    g.add_argument("--limit", type=number(int, 1), help="use only the first N prompts")
+    add_progress_argument(g)
     return p
 
 
 def _decoding(args):
     from ..generation import Decoding
 
-    for name in ("num_samples", "max_new_tokens", "batch_size", "limit"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name} must be a positive integer, got {value}.")
     try:
         return Decoding(max_new_tokens=args.max_new_tokens, do_sample=True, num_samples=args.num_samples,
                         temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed)
@@ -84,8 +88,9 @@ def _dataset_rows(args) -> list[dict]:
 
 
 def _translation_rows(args) -> list[dict]:
+    from ..files import check_aligned
     from ..mt.prompts import alma_prompt
-    from ..mt.segments import check_aligned, read_segments
+    from ..mt.segments import read_segments
 
     if args.src_lang is None or args.tgt_lang is None:
         raise UsageError("Translating needs --src_lang and --tgt_lang (for the prompt).")
@@ -101,8 +106,8 @@ def _translation_rows(args) -> list[dict]:
 
 def run(args) -> int:
     """Load the model, sample the candidates, write the JSONL (and the per-sample line files for translations)."""
+    from ..files import write_jsonl
     from ..generation import unique_candidates
-    from ..mt.segments import write_jsonl
     from ..rows import RowError
     from .loading import load_for_inference
 
@@ -112,7 +117,7 @@ def run(args) -> int:
     rows = _translation_rows(args) if args.src else _dataset_rows(args)
     model, tokenizer = load_for_inference(args.model_name_or_path, dtype=args.dtype,
                                           trust_remote_code=args.trust_remote_code, use_cpu=args.use_cpu)
-    progress = not args.no_progress
+    progress = not args.disable_tqdm
     if args.src:
         from ..mt.translate import translation_candidates
 
@@ -146,7 +151,7 @@ def run(args) -> int:
 def _write_sample_files(args, answers: list[list[str]]) -> list[str]:
     """``<output stem>.greedy.<tgt>`` and ``<output stem>.sample<k>.<tgt>``: answer ``k`` of every source, line by
     line (duplicates included, so every file has one line per source)."""
-    from ..mt.segments import write_lines
+    from ..files import write_lines
 
     stem = Path(args.output).with_suffix("")
     names = (["greedy"] if args.include_greedy else []) + [f"sample{k}" for k in range(1, args.num_samples + 1)]

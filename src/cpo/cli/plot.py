@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import subcommand_parser
+from .common import add_output_argument, subcommand_parser
 
 EXAMPLES = """\
-examples:
+examples (runs/... are output_dir folders of `cpo train`):
   cpo plot runs/cpo                          # writes runs/cpo/training_curves.png
-  cpo plot runs/cpo/checkpoint-200 -o ckpt200.png
-  cpo plot runs/beta0.1 runs/beta0.5 --labels 'beta 0.1' 'beta 0.5' -o compare.png
+  cpo plot runs/cpo/checkpoint-200 --output ckpt200.png
+  cpo plot runs/beta0.1 runs/beta0.5 --labels 'beta 0.1' 'beta 0.5' --output compare.png
 """
 
 
@@ -19,8 +19,8 @@ def build_parser():
                           "rewards/rejected against step (train solid, eval dashed) from trainer_state.json of a "
                           "finished or running job, or a checkpoint folder. Several runs are overlaid.", EXAMPLES)
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folder, checkpoint folder or its state JSON")
-    p.add_argument("-o", "--output", help="PNG to write; default RUN_DIR/training_curves.png for one run, "
-                   "training_curves_comparison.png for several")
+    add_output_argument(p, "PNG to write; default: RUN_DIR/training_curves.png for one run, "
+                        "training_curves_comparison.png for several")
     p.add_argument("--labels", nargs="+", help="one legend label per run (default: folder names)")
     return p
 

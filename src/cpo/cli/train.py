@@ -1,8 +1,8 @@
 """`cpo train`: TRL-compatible flags, a YAML file of defaults that flags override, then train, save and plot.
 
-The flags are every :class:`cpo.CPOConfig` field plus :class:`ScriptArguments` and :class:`ModelArguments` (the names
-of TRL's ``ScriptArguments`` and ``ModelConfig``), parsed by ``transformers.HfArgumentParser``. At the end the model
-and tokenizer are saved to ``output_dir`` with ``trainer_state.json`` and ``training_curves.png``.
+The flags are every :class:`cpo.CPOConfig` field plus :class:`ScriptArguments` and :class:`ModelArguments` (TRL's
+``ScriptArguments`` and ``ModelConfig``, see :mod:`cpo.cli.arguments`), parsed by ``transformers.HfArgumentParser``.
+At the end the model and tokenizer are saved to ``output_dir`` with ``trainer_state.json`` and ``training_curves.png``.
 """
 
 from __future__ import annotations
@@ -10,19 +10,31 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from enum import Enum
 from pathlib import Path
 
 from ..errors import UsageError
+from ..extras import MissingExtraError
+from .arguments import (
+    LORA_FLAGS,
+    ModelArguments,
+    ScriptArguments,
+    check_arguments,
+    check_config_keys,
+    ignore_bool_buffers,
+    model_init_kwargs,
+    peft_config_from,
+    read_config,
+)
 from .common import subcommand_parser
 
 logger = logging.getLogger("cpo")
 
 CONFIG_FILE_NAME = "cpo_train_config.yaml"
-LORA_FLAGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_task_type")
 EXAMPLES = """\
-examples:
+examples (prefs.jsonl, run.yaml and model.gguf are your own files; a Hub name such as Qwen/Qwen2-0.5B-Instruct is
+downloaded, which needs internet access):
   cpo train --model_name_or_path Qwen/Qwen2-0.5B-Instruct --dataset_name prefs.jsonl --output_dir runs/cpo
   cpo train --config run.yaml --learning_rate 5e-6            # a flag overrides the same key in run.yaml
   cpo train --config run.yaml --use_peft --lora_r 8 --lora_target_modules q_proj v_proj
@@ -41,84 +53,75 @@ The effective configuration is printed, and saved as output_dir/cpo_train_config
 """
 
 
-@dataclass
-class ScriptArguments:
-    """Where the data comes from (TRL's ``ScriptArguments`` names)."""
-
-    dataset_name: str | None = field(default=None, metadata={
-        "help": "Preference data: a Hub name, a local folder, or a .json/.jsonl/.csv/.parquet file."})
-    dataset_config: str | None = field(default=None, metadata={"help": "Configuration name of a Hub dataset."})
-    dataset_train_split: str = field(default="train", metadata={
-        "help": "Training split; may be sliced: 'train[:1800]', 'train[:90%%]'."})
-    dataset_test_split: str = field(default="test", metadata={
-        "help": "Evaluation split, used when eval_strategy is not 'no'; may be sliced: 'train[1800:]'."})
-
-
-@dataclass
-class ModelArguments:
-    """The model and its optional LoRA adapter (TRL's ``ModelConfig`` names). ``trust_remote_code`` is
-    CPOConfig's field."""
-
-    model_name_or_path: str | None = field(default=None, metadata={
-        "help": "A Hub name, a folder saved with save_pretrained, or a .gguf file (dequantised to train)."})
-    dtype: str | None = field(default=None, metadata={
-        "help": "Weights dtype when loading; default: the checkpoint's.",
-        "choices": ["auto", "float32", "bfloat16", "float16"]})
-    attn_implementation: str | None = field(default=None, metadata={
-        "help": "Attention kernel, e.g. sdpa, eager, flash_attention_2."})
-    use_peft: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of all weights."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: list[str] | None = field(default=None, metadata={
-        "help": "Module names to adapt, e.g. q_proj v_proj, or all-linear; default: peft's choice for the model."})
-    lora_task_type: str = field(default="CAUSAL_LM", metadata={"help": "peft task type (SEQ_2_SEQ_LM for T5)."})
+# `cpo train --help` lists cpo's own options first, in these groups (ScriptArguments' fields lead "data",
+# ModelArguments' lead "model"), then transformers' TrainingArguments.
+HELP_GROUPS = {  # the loss group is cpo.losses.loss_setting_names()
+    "data": ("max_length", "max_completion_length", "prompt_overflow", "invalid_rows", "tokenize_jointly",
+             "dataset_num_proc"),
+    "model": ("trust_remote_code", "model_init_kwargs", "is_encoder_decoder", "disable_dropout"),
+    "speed": ("chunked_logits", "logits_chunk_size", "padding_free", "prefix_sharing", "max_tokens_per_batch"),
+    "checks": ("on_nonfinite", "generate_during_eval"),
+}
+TRAINER_GROUP = ("training: transformers' TrainingArguments (CPOConfig changes four defaults, as TRL does: "
+                 "learning_rate, logging_steps, gradient_checkpointing, bf16)")
 
 
 def build_parser():
-    """The ``cpo train`` parser: ScriptArguments, ModelArguments and CPOConfig, plus ``--config``."""
+    """The ``cpo train`` parser: ScriptArguments, ModelArguments and CPOConfig, plus ``--config``; the help lists
+    cpo's options first, by group, then TrainingArguments'."""
     from transformers import HfArgumentParser
 
     from ..config import CPOConfig
 
     parser = subcommand_parser(
         "train", "Train a model with Contrastive Preference Optimization (and its family: SimPO, IPO, hinge).",
-        EXAMPLES, parser_class=HfArgumentParser, dataclass_types=(ScriptArguments, ModelArguments, CPOConfig))
+        EXAMPLES, parser_class=HfArgumentParser, dataclass_types=(ScriptArguments, ModelArguments, CPOConfig),
+        usage="cpo train [--config run.yaml] [--OPTION VALUE ...]")
     parser.add_argument("--config", default=None, help="YAML file of defaults (keys are flag names); flags win.")
     parser.set_defaults(report_to="none")  # no surprise logins to tracking services from the command line
+    _arrange_options(parser, CPOConfig)
     return parser
+
+
+def _arrange_options(parser, config_class) -> None:
+    """Group the options for ``--help`` (argparse prints groups in the order they were made), show each once (the
+    ``-`` spelling is read as ``_`` by every ``cpo`` parser), and let an optional bool be a bare flag
+    (``--disable_tqdm`` as well as ``--disable_tqdm true``)."""
+    from transformers import TrainingArguments
+    from transformers.hf_argparser import string_to_bool
+
+    from ..loss_settings import loss_setting_names
+
+    trainer_fields = {f.name for f in fields(TrainingArguments)}
+    own = [f.name for f in fields(config_class) if f.init and f.name not in trainer_fields]
+    placed = {name for names in HELP_GROUPS.values() for name in names} | set(loss_setting_names())
+    order = [
+        ("loss: CPO and its family (SimPO, AlphaPO, IPO, hinge, ARPO)", loss_setting_names()),
+        ("data", (*(f.name for f in fields(ScriptArguments)), *HELP_GROUPS["data"])),
+        ("model and PEFT (parameter-efficient fine-tuning: LoRA adapters)",
+         (*(f.name for f in fields(ModelArguments)), *HELP_GROUPS["model"])),
+        ("speed and memory", HELP_GROUPS["speed"]),
+        ("checks and evaluation", HELP_GROUPS["checks"]),
+        ("more cpo options", tuple(name for name in own if name not in placed)),
+    ]
+    options = parser._optionals._group_actions
+    for action in parser._actions:
+        action.option_strings = [o for o in action.option_strings if "-" not in o[2:]] or action.option_strings
+        if action.type is string_to_bool and action.nargs is None:
+            action.nargs, action.const = "?", True
+        if isinstance(action, argparse._StoreFalseAction) and action.option_strings[0] == f"--no_{action.dest}":
+            action.help = f"the same as --{action.dest} false"
+    for title, names in order:
+        chosen = sorted((a for a in options if a.dest in names), key=lambda a: names.index(a.dest))
+        if chosen:
+            parser.add_argument_group(title)._group_actions.extend(chosen)
+    parser.add_argument_group(TRAINER_GROUP)._group_actions.extend(
+        a for a in options if a.dest in trainer_fields)
+    parser._optionals._group_actions = [a for a in options if a.dest in ("help", "config")]
 
 
 def _valid_keys(parser) -> set[str]:
     return {a.dest for a in parser._actions if a.dest not in ("help", "config")}
-
-
-def yaml_defaults(path: str, valid: set[str]) -> dict:
-    """The YAML file's mapping, every key a known flag name.
-
-    Raises:
-        UsageError: a missing or malformed file, or an unknown key (with the closest known names).
-    """
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"The config file {path!r} does not exist.")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise UsageError(f"The config file {path!r} is not valid YAML: {err}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UsageError(f"The config file {path!r} must be a mapping of flag names to values, not a "
-                         f"{type(data).__name__}.")
-    for key in data:
-        if key not in valid:
-            close = difflib.get_close_matches(str(key), sorted(valid), n=3, cutoff=0.6)
-            hint = f" Did you mean {', '.join(close)}?" if close else " Run `cpo train --help` for the names."
-            raise UsageError(f"The config file {path!r} has an unknown key {key!r}.{hint}")
-    return data
 
 
 def _command_line_keys(parser, argv: list[str]) -> set[str]:
@@ -143,11 +146,14 @@ def parse(argv: list[str]):
         ``(script_args, model_args, cpo_config, sources, config_path)``; ``sources`` maps each key that was set to
         ``"yaml"`` or ``"command line"``.
     """
+    if "-h" in argv or "--help" in argv:  # here: the parsing below suppresses the defaults that the help shows
+        build_parser().parse_args(["--help"])
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(argv)
+    data = read_config(known.config) if known.config else {}  # sets its env: before transformers is imported
     parser = build_parser()
-    data = yaml_defaults(known.config, _valid_keys(parser)) if known.config else {}
+    check_config_keys(data, _valid_keys(parser), known.config)
     parser.set_defaults(**data)
     given = _command_line_keys(parser, argv)
     try:
@@ -159,6 +165,7 @@ def parse(argv: list[str]):
         close = difflib.get_close_matches(rest[0].lstrip("-"), sorted(_valid_keys(parser)), n=3, cutoff=0.6)
         parser.error(f"unrecognized arguments: {' '.join(rest)}" + (f" (did you mean --{close[0]}?)" if close else ""))
     sources = {k: "yaml" for k in data} | {k: "command line" for k in given}
+    check_arguments(script, model, cfg)
     return script, model, cfg, sources, known.config
 
 
@@ -190,68 +197,99 @@ def _log_config(config: dict, sources: dict[str, str], config_file: str | None) 
     logger.info("\n".join(lines))
 
 
-def peft_config_from(model_args):
-    """The LoRA config of ``--use_peft`` and the ``--lora_*`` flags, or None."""
-    if not model_args.use_peft:
-        return None
-    try:
-        from peft import LoraConfig
-    except ImportError:
-        raise UsageError("--use_peft needs the peft package: pip install 'cpo[peft]'.") from None
-    return LoraConfig(r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
-                      target_modules=model_args.lora_target_modules, task_type=model_args.lora_task_type, bias="none")
-
-
 def _datasets(script, cfg):
     from .loading import load_dataset_dict, select_split
 
     if script.dataset_name is None:
         raise UsageError("No training data: give --dataset_name (or dataset_name in the --config YAML).")
-    splits = load_dataset_dict(script.dataset_name, script.dataset_config)
+    splits = load_dataset_dict(script.dataset_name, script.dataset_config, streaming=script.dataset_streaming)
     source = f"The dataset {script.dataset_name!r}"
     train = select_split(splits, script.dataset_train_split, source)
     evaluate = str(getattr(cfg.eval_strategy, "value", cfg.eval_strategy)) != "no"
     test = select_split(splits, script.dataset_test_split, source) if evaluate else None
-    logger.info(f"cpo train: {len(train)} training pairs ({script.dataset_train_split})"
-                + (f", {len(test)} evaluation pairs ({script.dataset_test_split})" if test is not None else ""))
+
+    def count(ds):
+        return f"{len(ds)}" if hasattr(ds, "__len__") else "streamed"
+
+    logger.info(f"cpo train: {count(train)} training pairs ({script.dataset_train_split})"
+                + (f", {count(test)} evaluation pairs ({script.dataset_test_split})" if test is not None else ""))
     return train, test
 
 
 def run(parsed) -> int:
     """Entry point of ``cpo train`` with :func:`parse`'s result: returns the exit status."""
     script, model_args, cfg, sources, config_file = parsed
+    if cfg.process_index != 0:  # under accelerate launch, one-time output comes from the main process only
+        logger.setLevel(logging.WARNING)
     config = effective_config(script, model_args, cfg, sources)
     _log_config(config, sources, config_file)
     if model_args.model_name_or_path is None:
         raise UsageError("No model: give --model_name_or_path (or model_name_or_path in the --config YAML).")
     if not model_args.use_peft and any(k in sources for k in LORA_FLAGS):
         logger.warning("cpo train: LoRA settings were given without --use_peft; they are ignored.")
+    checkpoint = _check_output_dir(cfg)
     train, test = _datasets(script, cfg)
+    if checkpoint is not None:  # before the model loads: the data's name and size are known now
+        from ..card import dataset_names
+        from ..runs import check_resume, run_settings
 
-    from ..plot import plot_training_curves
+        check_resume(checkpoint, run_settings(cfg, dataset_names(train)), cfg.resume_anyway)
+
     from ..trainer import CPOTrainer
     from .loading import load_model_and_tokenizer
 
-    init_kwargs = cfg.model_init_kwargs if isinstance(cfg.model_init_kwargs, dict) else None
+    init_kwargs = model_init_kwargs(model_args, cfg)
     cfg.model_init_kwargs = None  # applied here: the trainer gets a loaded model
-    model, tokenizer = load_model_and_tokenizer(
-        model_args.model_name_or_path, dtype=model_args.dtype, attn_implementation=model_args.attn_implementation,
-        trust_remote_code=cfg.trust_remote_code, init_kwargs=init_kwargs, merge_adapter=False)
+    model, tokenizer = load_model_and_tokenizer(model_args.model_name_or_path, init_kwargs=init_kwargs,
+                                                merge_adapter=False)
     try:
         trainer = CPOTrainer(model=model, args=cfg, train_dataset=train, eval_dataset=test,
                              processing_class=tokenizer, peft_config=peft_config_from(model_args))
     except ValueError as err:  # rows and settings are validated here, with the row and the field named
         raise UsageError(str(err)) from None
-    trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
-    trainer.save_model(cfg.output_dir)
+    if script.ignore_bias_buffers:
+        ignore_bool_buffers(trainer.model)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    save_outputs(trainer, config, script.dataset_name)
+    return 0
+
+
+def _check_output_dir(cfg):
+    """What CPOTrainer.train will check, checked before anything loads: the checkpoint to resume from (or None), or
+    a refusal of an output_dir that holds another run (nothing is deleted here)."""
+    from ..runs import prepare_output_dir, resolve_resume
+
+    checkpoint = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
+    if checkpoint is None:
+        prepare_output_dir(cfg.output_dir, cfg.overwrite_output_dir, clear=False)
+    return checkpoint
+
+
+def save_outputs(trainer, config: dict, dataset_name: str | None) -> None:
+    """Write everything ``cpo train`` leaves in ``output_dir``: the model and tokenizer, ``README.md`` (the card),
+    ``trainer_state.json``, ``cpo_train_config.yaml`` and ``training_curves.png``. With ``push_to_hub`` the folder is
+    uploaded once, after all of them are in place. Every process calls this (saving may gather sharded weights);
+    only the main one writes the card, the YAML and the curves."""
+    from ..files import atomic_write
+    from ..plot import plot_training_curves
+
+    args = trainer.args
+    out, png = Path(args.output_dir), Path(args.output_dir) / "training_curves.png"
     trainer.save_state()
     if trainer.is_world_process_zero():
-        trainer.create_model_card(dataset_name=script.dataset_name, output_dir=cfg.output_dir)
-    if trainer.is_world_process_zero():
-        out = Path(cfg.output_dir)
         import yaml
 
-        (out / CONFIG_FILE_NAME).write_text(yaml.safe_dump(config, sort_keys=True, allow_unicode=True), "utf-8")
-        png = plot_training_curves([out], out / "training_curves.png")
-        logger.info(f"cpo train: saved the model and tokenizer to {out}; curves in {png}")
-    return 0
+        with atomic_write(out / CONFIG_FILE_NAME) as f:
+            f.write(yaml.safe_dump(config, sort_keys=True, allow_unicode=True))
+        try:
+            plot_training_curves([out], png)
+        except MissingExtraError as err:  # the trained model matters more than its figure: say so, and go on
+            logger.warning(f"cpo train: no {png.name}: {err}")
+    if args.push_to_hub:  # Trainer.push_to_hub saves the model, writes the card, then uploads the folder
+        trainer.push_to_hub(dataset_name=dataset_name)
+    else:
+        trainer.save_model(str(out))
+        if trainer.is_world_process_zero():
+            trainer.create_model_card(dataset_name=dataset_name, output_dir=str(out))
+    logger.info(f"cpo train: saved the model and tokenizer to {out}" + (f"; curves in {png}" if png.is_file() else "")
+                + (f"; pushed to the Hub as {trainer.hub_model_id}" if args.push_to_hub else ""))

@@ -9,3 +9,7 @@ The demo uses only public functions of the library (and of :mod:`cpo.mt`): :mod:
 :mod:`~cpo.demo.pipeline` trains and measures, :mod:`~cpo.demo.measure` scores answers, :mod:`~cpo.demo.report`
 writes the table and figures. ``cpo demo`` (:mod:`cpo.cli.demo`) runs it.
 """
+
+from ..extras import check_installed
+
+check_installed("demo", "cpo demo")  # before any work: num2words, sacrebleu, matplotlib and gguf (not imported here)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from ..generation import Decoding, generate_texts
+from ..losses import uses_average_logps
 from ..mt.scores import sentence_scores
 from ..rows import render_prompt
 from ..tokenization import encode_prompts
@@ -64,7 +65,7 @@ def preference_accuracy(trainer, metric_key_prefix: str = "heldout") -> float:
     For loss types that sum log-probs (``sigmoid``, ``hinge``, ``sft``) this is the fraction of pairs where
     ``log pi(chosen|x) > log pi(rejected|x)``.
     """
-    if trainer.args.loss_type in ("ipo", "simpo"):
+    if uses_average_logps(trainer.args.loss_type):
         raise ValueError(f"loss_type={trainer.args.loss_type!r} averages log-probs; measure with 'sigmoid' or 'sft'.")
     metrics = trainer.evaluate(metric_key_prefix=metric_key_prefix)
     return float(metrics[f"{metric_key_prefix}_rewards/accuracies"])

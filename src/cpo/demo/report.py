@@ -7,6 +7,8 @@ import statistics
 from math import comb
 from pathlib import Path
 
+from ..extras import require
+from ..files import atomic_write
 from ..mt.prompts import language_name
 from ..plot import plot_training_curves
 from .pipeline import STAGE1, STAGE2
@@ -99,8 +101,7 @@ def examples_text(results: dict, count: int = 4) -> str:
 
 def comparison_figure(results: dict, out_path: Path) -> Path:
     """Bar charts of exact match, chrF and preference accuracy per model (mean over seeds, sd as error bars)."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "demo", "cpo demo's figure")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -122,7 +123,8 @@ def comparison_figure(results: dict, out_path: Path) -> Path:
     fig.suptitle(f"{results['model']}, numbers in {language_name(s['lang'])} words, {len(results['seeds'])} seed(s), "
                  f"{s['eval_split']} split", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
+    with atomic_write(out_path, binary=True) as f:
+        fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
     return Path(out_path)
 
@@ -131,7 +133,8 @@ def write_report(results: dict, out_dir: Path, seconds: float) -> str:
     """Write ``table.md``, ``comparison.png`` and ``training_curves.png`` (the first seed's stage-2 runs) to
     ``out_dir``; returns the text to print."""
     table = results_table(results)
-    (out_dir / "table.md").write_text(table + "\n")
+    with atomic_write(out_dir / "table.md") as f:
+        f.write(table + "\n")
     figure = comparison_figure(results, out_dir / "comparison.png")
     first = out_dir / f"seed{results['seeds'][0]['seed']}"
     keys = [k for k, _ in _rows(results) if k != "sft_ref"]

@@ -1,6 +1,6 @@
 """Scored candidates, read from line-aligned WMT files, MQM annotation tables, or the JSONL of ``cpo generate``.
 
-The readers return :class:`cpo.mt.pairs.Segment` lists for :func:`cpo.mt.pairs.build_rows`:
+The readers return :class:`cpo.pairs.rule.Segment` lists for :func:`cpo.pairs.rule.build_rows`:
 
 - :func:`file_segments`: a source file, a reference file and system output files, one segment a line (the layout of
   ``wmt22/<SYSTEM>/<pair>/test.<src>-<tgt>.<tgt>``), scored by chrF/BLEU against the reference or by score files.
@@ -8,24 +8,26 @@ The readers return :class:`cpo.mt.pairs.Segment` lists for :func:`cpo.mt.pairs.b
   ``<name>.avg_seg_scores.tsv`` with the per-segment score of each system). The avg scores are *negated* MQM error
   points (0 is a perfect translation, -25 the worst), so higher is better. Error spans are marked ``<v>...</v>`` in
   the text; the marks are removed.
-- :func:`read_candidates` and :func:`score_candidates`: rows of a prompt (or a source sentence) and its candidate
-  answers, as ``cpo generate`` writes them, with an optional reference per row, scored by chrF/BLEU against the
-  reference, by given scores, or by a user's scorer callable.
+
+The rows of ``cpo generate`` (a prompt or a source sentence and its candidates) are read by
+:mod:`cpo.pairs.candidates`.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UsageError
-from .pairs import Candidate, Segment
-from .scores import call_scorer, load_scorer, parse_score, read_score_file, sentence_scores
-from .segments import check_aligned, check_file, read_json_records, read_lines, read_segments
+from ..files import check_aligned, check_file, read_lines, read_text
+from ..pairs.rule import Candidate, Segment
+from ..pairs.scorers import call_scorer, load_scorer, parse_score, read_score_file
+from .scores import sentence_scores
+from .segments import read_segments
 
 MQM_COLUMNS = ("system", "seg_id", "source", "target")
 _SPAN_MARKS = re.compile(r"</?v>")
@@ -97,7 +99,7 @@ def file_segments(src: str, ref: str, systems: Sequence[tuple[str, str]], *, met
         systems: ``(name, path)`` of each system output file.
         metric: ``chrf``/``bleu`` (against the reference), ``given`` (``score_specs``: ``NAME=FILE`` for each
             candidate, the reference included unless ``include_reference`` is False), or ``scorer``: the user's
-            callable named by ``scorer`` (see :mod:`cpo.mt.scores`), given the sources, texts and references.
+            callable named by ``scorer`` (see :mod:`cpo.pairs.scorers`), given the sources, texts and references.
 
     Raises:
         UsageError: missing files, misaligned counts (both given), an unknown or missing score file.
@@ -126,8 +128,8 @@ def file_segments(src: str, ref: str, systems: Sequence[tuple[str, str]], *, met
 
 
 def _read_tsv(path: Path, what: str) -> tuple[list[str], list[list[str]]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    text = read_text(path, what)
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
     if len(rows) < 2:
         raise UsageError(f"The {what} file {str(path)!r} has no rows below its header.")
     return rows[0], rows[1:]
@@ -219,122 +221,3 @@ def mqm_segments(tsv: str | Path, scores_path: str | Path | None = None, include
     if not include_reference:
         notes.append("reference translations (systems named ref*) left out of the candidates")
     return segments, notes
-
-
-GENERATED_FIELDS = ("candidates", "scores", "reference_score")
-
-
-@dataclass(frozen=True)
-class CandidateRows:
-    """What :func:`read_candidates` read: one segment per row (candidates not yet scored), the reference of each row
-    (None where it has none), and whether the rows are translations (a ``source`` field) or prompts."""
-
-    segments: list[Segment]
-    references: list[str | None]
-    translation: bool
-    given_scores: list[list[float | None]] | None
-
-
-def _row_error(path, n: int, field: str, problem: str, fix: str) -> UsageError:
-    return UsageError(f"The candidates file {str(path)!r}, row {n}, field {field!r}: {problem}. {fix}")
-
-
-def _check_candidate_row(path, n: int, row) -> list[str]:
-    if not isinstance(row, dict):
-        raise _row_error(path, n, "", f"is a {type(row).__name__}, not a JSON object", "Write one object per line.")
-    cands = row.get("candidates")
-    if not isinstance(cands, list) or not all(isinstance(c, str) for c in cands):
-        raise _row_error(path, n, "candidates", f"is {type(cands).__name__}, not a list of strings",
-                         "Give each row a 'candidates' list of texts (what `cpo generate` writes).")
-    if "source" not in row and "prompt" not in row:
-        raise _row_error(path, n, "prompt", "is missing (and so is 'source')",
-                         "Give each row the prompt it answers, or the source sentence it translates.")
-    key = "source" if "source" in row else "prompt"
-    if not isinstance(row[key], (str, list)) or not row[key]:
-        raise _row_error(path, n, key, "is empty or not text / a list of messages", "Give the prompt or source.")
-    return cands
-
-
-def read_candidates(path: str, *, ref: str | None = None, reference_field: str = "reference",
-                    include_reference: bool = True, reference_name: str = "reference") -> CandidateRows:
-    """Rows of candidates from a JSON Lines (or JSON array) file, as ``cpo generate`` writes them: ``prompt`` (text or
-    messages) or ``source`` (a sentence to translate), ``candidates`` (texts), and other fields kept with the row.
-
-    The reference of a row is line ``n`` of ``ref`` (a text or JSON file, one per row), else the row's
-    ``reference_field``; with ``include_reference`` it joins the candidates as ``reference_name``. A ``scores`` list
-    (one per candidate) and a ``reference_score`` are the scores of ``--metric given``.
-
-    Raises:
-        UsageError: a malformed row (naming the row and the field), or a reference file of another length.
-    """
-    p = check_file(path, "candidates")
-    rows = read_json_records(p, "candidates")
-    if not rows:
-        raise UsageError(f"The candidates file {path!r} holds no rows.")
-    # a text file, or a JSON file read as cpo eval reads it (translation.<tgt_lang> of the rows' language)
-    refs = read_segments(ref, lang=rows[0].get("tgt_lang") if isinstance(rows[0], dict) else None,
-                         what="reference") if ref else None
-    if refs is not None:
-        check_aligned([(f"candidates file {path}", rows), (f"reference {ref}", refs)])
-    segments, references, given = [], [], []
-    for n, row in enumerate(rows, start=1):
-        cands = _check_candidate_row(path, n, row)
-        reference = refs[n - 1] if refs is not None else row.get(reference_field)
-        if reference is not None and not isinstance(reference, str):
-            raise _row_error(path, n, reference_field, f"is a {type(reference).__name__}", "Give the reference text.")
-        scores = row.get("scores")
-        if scores is not None and (not isinstance(scores, list) or len(scores) != len(cands)):
-            raise _row_error(path, n, "scores", f"does not hold one score for each of the {len(cands)} candidates",
-                             "Give one number per candidate, in order.")
-        candidates = [Candidate(f"candidate{j}", text, None) for j, text in enumerate(cands, start=1)]
-        row_scores = list(scores) if scores is not None else [None] * len(cands)
-        if include_reference and reference is not None:
-            candidates.insert(0, Candidate(reference_name, reference, None))
-            row_scores.insert(0, row.get("reference_score"))
-        source = row["source"] if "source" in row else row["prompt"]
-        kept = {k: v for k, v in row.items() if k not in (*GENERATED_FIELDS, "prompt", "source", reference_field)}
-        segments.append(Segment(row.get("id", n), source, candidates, kept))
-        references.append(reference)
-        given.append([_given(path, n, v) for v in row_scores])
-    translation = all("source" in row for row in rows)
-    has_given = any(row.get("scores") is not None for row in rows)
-    return CandidateRows(segments, references, translation, given if has_given else None)
-
-
-def _given(path, n: int, value) -> float | None:
-    if value is None:
-        return None
-    return parse_score(str(value), f"{path} (row {n}, field 'scores')", n)
-
-
-def score_candidates(rows: CandidateRows, *, metric: str | None = None, scorer: str | None = None,
-                     tgt_lang: str | None = None, batch_size: int = 64) -> list[Segment]:
-    """The segments of ``rows`` with every candidate scored: by chrF/BLEU against the row's reference, by the
-    ``scores`` fields (``metric="given"``), or by the user's ``scorer`` callable (see :mod:`cpo.mt.scores`).
-
-    Raises:
-        UsageError: no reference for a reference-based metric, missing given scores, or a scorer that fails (naming
-        the row and the candidate); nothing is scored partly.
-    """
-    segs = rows.segments
-    if scorer is not None:
-        if metric is not None:
-            raise UsageError("Give either --scorer or --metric, not both.")
-        fn = load_scorer(scorer)
-        refs = rows.references if any(r is not None for r in rows.references) else None
-        scores = call_scorer(fn, [s.source for s in segs], [[c.text for c in s.candidates] for s in segs], refs,
-                             ids=[s.id for s in segs], batch_size=batch_size, name=f"scorer {scorer}")
-    elif metric == "given":
-        if rows.given_scores is None:
-            raise UsageError("--metric given reads each row's 'scores' field (and 'reference_score'), and no row has "
-                             "one. Add them, or score with --metric chrf / --scorer.")
-        scores = rows.given_scores
-    else:
-        missing = next((s.id for s, r in zip(segs, rows.references) if r is None), None)
-        if missing is not None:
-            raise UsageError(f"--metric {metric or 'chrf'} scores against the reference, and row {missing} has none. "
-                             "Give --ref, a 'reference' field in every row, or a reference-free --scorer.")
-        scores = [sentence_scores([c.text for c in s.candidates], [r] * len(s.candidates), metric or "chrf",
-                                  tgt_lang) for s, r in zip(segs, rows.references)]
-    return [replace(s, candidates=[replace(c, score=v) for c, v in zip(s.candidates, sc)])
-            for s, sc in zip(segs, scores)]

@@ -9,9 +9,14 @@ import pytest
 
 from cpo.cli import main
 from cpo.errors import UsageError
-from cpo.mt.candidates import read_candidates, score_candidates
-from cpo.mt.pairs import build_rows, prompt_pair_row
-from cpo.mt.scores import call_scorer, load_scorer
+from cpo.mt.scores import sentence_scores
+from cpo.pairs.candidates import read_candidates, score_candidates
+from cpo.pairs.rule import build_rows, prompt_pair_row
+from cpo.pairs.scorers import call_scorer, load_scorer
+
+
+def chrf(texts, refs):
+    return sentence_scores(texts, refs, "chrf")
 
 # prompt -> {candidate text: score}; the scorer below looks the scores up, so best and worst are known by hand
 TABLE = {
@@ -111,8 +116,10 @@ def test_candidate_rows_errors_name_the_row_and_field(tmp_path):
         with pytest.raises(UsageError, match=re.escape(message)):
             read_candidates(str(path))
     path.write_text(json.dumps({"prompt": "p", "candidates": ["a", "b"]}) + "\n")
-    with pytest.raises(UsageError, match="row 1 has none"):
-        score_candidates(read_candidates(str(path)), metric="chrf")
+    with pytest.raises(UsageError, match="--metric chrf scores against the reference, and row 1 has none"):
+        score_candidates(read_candidates(str(path)), against_reference=chrf, metric_name="--metric chrf")
+    with pytest.raises(ValueError, match="exactly one of"):
+        score_candidates(read_candidates(str(path)), against_reference=chrf, given=True)
 
 
 def test_chrf_and_given_scores_from_the_rows(tmp_path):
@@ -120,10 +127,10 @@ def test_chrf_and_given_scores_from_the_rows(tmp_path):
     path.write_text(json.dumps({"source": "Das Haus.", "reference": "The house.", "src_lang": "de", "tgt_lang": "en",
                                 "candidates": ["The house.", "A home."], "scores": [1, 5],
                                 "reference_score": 3}) + "\n")
-    chrf = score_candidates(read_candidates(str(path)), metric="chrf")[0]
-    assert [c.system for c in chrf.candidates] == ["reference", "candidate1", "candidate2"]
-    assert chrf.candidates[0].score == chrf.candidates[1].score == 100.0 > chrf.candidates[2].score
-    given = score_candidates(read_candidates(str(path)), metric="given")[0]
+    by_chrf = score_candidates(read_candidates(str(path)), against_reference=chrf)[0]
+    assert [c.system for c in by_chrf.candidates] == ["reference", "candidate1", "candidate2"]
+    assert by_chrf.candidates[0].score == by_chrf.candidates[1].score == 100.0 > by_chrf.candidates[2].score
+    given = score_candidates(read_candidates(str(path)), given=True)[0]
     assert [c.score for c in given.candidates] == [3.0, 1.0, 5.0]
     out = tmp_path / "p.jsonl"
     assert main(["prefs", "--candidates", str(path), "--metric", "given", "--output", str(out)]) == 0
@@ -143,6 +150,9 @@ def test_references_from_a_wmt_json_file(tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text("".join(json.dumps({"source": s, "src_lang": "de", "tgt_lang": "en", "candidates": ["a", "b"]})
                             + "\n" for s in sources))
-    rows = read_candidates(str(path), ref=str(js))
+    rows = read_candidates(str(path), references=read_segments(js, lang="en"))
     assert rows.references == read_segments(js, lang="en") and len(rows.references) == 40
     assert rows.segments[0].candidates[0].text == rows.references[0]  # the reference joins as a candidate
+    out = tmp_path / "p.jsonl"  # the command reads the JSON --ref by the rows' tgt_lang
+    assert main(["prefs", "--candidates", str(path), "--ref", str(js), "--output", str(out)]) == 0
+    assert json.loads(out.read_text().splitlines()[0])["chosen"] == " " + rows.references[0]
