@@ -47,11 +47,11 @@ def main() -> None:
             if key not in stage1:
                 stage1[key] = train_stage1(base, tokenizer, data, settings, Path(tmp), progress=False)
             model, first = stage1[key]
-            runs, stats = run_stage2(model, tokenizer, data, settings, Path(tmp), progress=False)
+            runs, stats, duplicates = run_stage2(model, tokenizer, data, settings, Path(tmp), progress=False)
         scores = {k: {m: round(getattr(r, m), 4) for m in ("exact_match", "chrf", "preference_accuracy")}
                   for k, r in {"sft_ref": first, **runs}.items()}
         print(json.dumps({"override": json.loads(text), "seed": args.seed, "split": "validation", "runs": scores,
-                          "pairs": stats, "seconds": round(time.perf_counter() - start),
+                          "judges": stats, "duplicates": duplicates, "seconds": round(time.perf_counter() - start),
                           "settings": asdict(settings)}), flush=True)
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from cpo.demo.pipeline import FULL, build_data, freeze_lower_layers, reference_rows, train_config
+from cpo.demo.pipeline import FULL, build_data, check_settings, freeze_lower_layers, reference_rows, train_config
 from cpo.demo.task import Reference
 
 
@@ -48,6 +48,8 @@ def test_data_splits_are_disjoint_and_flaws_are_seeded():
     val = build_data(replace(FULL, eval_split="validation")).eval_numbers
     assert (len(sft), len(pref), len(held), len(val)) == (200, 200, 100, 100)
     assert len(set(sft) | set(pref) | set(held) | set(val)) == 600  # disjoint
+    assert data.train_numbers("test") == sft + pref + val and not set(data.train_numbers("test")) & set(held)
+    assert data.validation_numbers == val
     assert sum(r.flaw is not None for r in data.sft_refs) == 60 == sum(r.flaw is not None for r in data.pref_refs)
     again = build_data(FULL)
     assert again.sft_refs == data.sft_refs and again.pref_refs == data.pref_refs  # reproducible
@@ -55,6 +57,7 @@ def test_data_splits_are_disjoint_and_flaws_are_seeded():
     assert [r.number for r in other.sft_refs] != sft
     assert {r.flaw for r in data.sft_refs} == {None, "no_and", "no_hyphen", "neighbour"}
     assert len(data.sft_rejected) == 200 and all(w != r.text for w, r in zip(data.sft_rejected, data.sft_refs))
+    assert len(data.pref_rejected) == 200 and all(w != r.text for w, r in zip(data.pref_rejected, data.pref_refs))
     with pytest.raises(ValueError, match="exceed the"):
         build_data(replace(FULL, sft_numbers=700))
 
@@ -62,7 +65,9 @@ def test_data_splits_are_disjoint_and_flaws_are_seeded():
 def test_every_run_shares_everything_but_the_loss(tmp_path):
     sft = train_config(FULL, "sft", tmp_path, progress=False).to_dict()
     cpo = train_config(FULL, "sigmoid", tmp_path, progress=False).to_dict()
+    arpo = train_config(FULL, "sigmoid", tmp_path, progress=False, arpo=True).to_dict()
     assert {k for k in sft if sft[k] != cpo[k]} == {"loss_type"}
+    assert {k for k in cpo if cpo[k] != arpo[k]} == {"arpo"} and (arpo["arpo_c1"], arpo["arpo_c2"]) == (0.9, 0.4)
     assert (cpo["learning_rate"], cpo["max_steps"], cpo["cpo_alpha"]) == (FULL.learning_rate, FULL.steps, 1.0)
 
 
@@ -72,3 +77,11 @@ def test_reference_rows():
     assert rows[1] == {"prompt": [{"role": "user", "content": "Write 21 in English words."}],
                        "chosen": [{"role": "assistant", "content": "twenty one"}],
                        "rejected": [{"role": "assistant", "content": "twelve"}]}
+
+
+def test_check_settings_refuses_unknown_arms_and_judges():
+    check_settings(replace(FULL, arms=("sft_chosen", "cpo", "arpo"), judges=("oracle", "noisy-0.2", "chrf-ref")))
+    with pytest.raises(ValueError, match="Unknown demo arm"):
+        check_settings(replace(FULL, arms=("dpo",)))
+    with pytest.raises(ValueError, match="is not a judge"):
+        check_settings(replace(FULL, judges=("oracle", "noisy-3")))

