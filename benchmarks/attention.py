@@ -3,7 +3,7 @@ which kernel runs and what it costs, side by side in one run, one fresh process 
 
 - ``dense-mask sdpa``: what the packed and shared layouts ran before: ``scaled_dot_product_attention`` with the
   ``(R, 1, L, L)`` bool mask of ``cpo.layouts.block_mask`` (key heads repeated, as transformers does with a mask);
-- ``paths (ours)``: ``cpo.blockattn.block_attention``: fused causal sdpa over ``prompt + chosen`` and
+- ``paths (ours)``: ``cpo.path_attention.block_attention``: fused causal sdpa over ``prompt + chosen`` and
   ``prompt + rejected``, no ``(L, L)`` tensor;
 - ``query-chunked``: ``query_chunked.py``, exact attention chunked over queries in pure PyTorch, ``O(L)`` memory;
 - ``flex (compiled)``: ``torch.nn.attention.flex_attention`` with a ``BlockMask`` of the same rule, compiled;
@@ -51,8 +51,7 @@ def step(path: str, q, k, v, unit_ids, branch_ids):
 
     g = HEADS // KV_HEADS
     if path == "paths (ours)":
-        from cpo.blockattn import attention_paths, block_attention
-        from cpo.layouts import block_regions
+        from cpo.path_attention import attention_paths, block_attention, block_regions
 
         paths = attention_paths(block_regions(unit_ids, branch_ids))
         choice = torch._fused_sdp_choice(q, k, v, None, 0.0, True, enable_gqa=True)
@@ -60,7 +59,7 @@ def step(path: str, q, k, v, unit_ids, branch_ids):
     if path == "query-chunked":
         from query_chunked import query_chunked_attention
 
-        from cpo.layouts import block_regions
+        from cpo.path_attention import block_regions
 
         return query_chunked_attention(q, k, v, block_regions(unit_ids, branch_ids), DIM**-0.5), None
     if path == "flex (compiled)":

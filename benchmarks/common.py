@@ -1,6 +1,6 @@
 """Shared benchmark pieces: the machine, a word-level tokenizer of any size, models from config, memory readings.
 
-Every benchmark prints one JSON line per measurement and compares paths side by side in one run.
+Every benchmark prints one JSON line per measurement and compares configurations side by side in one run.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def peak_rss_bytes() -> int:
 
 
 def limit_memory(gib: float) -> None:
-    """Cap this process's address space, so an out-of-memory path fails as an error instead of the whole machine."""
+    """Cap this process's address space, so an out-of-memory configuration fails as an error instead of the whole machine."""
     limit = int(gib * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 

@@ -1,19 +1,19 @@
 """Query-chunked attention in pure PyTorch, one of the alternatives ``attention.py`` measures (not the library's).
 
-Each query run of ``cpo.layouts.block_regions`` is cut into chunks of ``C`` queries; a chunk's keys are the run's
-context intervals and its own keys up to the chunk's last query, so only the causal triangle of the last ``C`` keys
+Each query run of ``cpo.path_attention.block_regions`` is cut into chunks of ``C`` queries; a chunk's keys are the
+run's context intervals and its own keys up to the chunk's last query, so only the causal triangle of the last ``C`` keys
 is masked. Scores live one chunk at a time (at most 64 MiB) and the backward recomputes them from the saved
 log-sum-exp (FlashAttention's recipe), so memory is ``O(L)``. Exact (fp64 error 1e-15 against the dense mask) but,
 on the CPU measured, 1.4-3.1x slower than sdpa's fused kernel with the dense mask (results/attention-cpu.jsonl):
 unfused matmuls, softmax and masking over each chunk cost more than the skipped pairs save. The library runs causal paths instead
-(``cpo.blockattn``).
+(``cpo.path_attention``).
 """
 
 from __future__ import annotations
 
 import torch
 
-from cpo.layouts import Region
+from cpo.path_attention import Region
 
 SCORE_BUDGET = 2**24  # fp32 scores per chunk (64 MiB)
 
@@ -112,11 +112,11 @@ class _BlockAttention(torch.autograd.Function):
 
 def query_chunked_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, regions: list[Region],
                     scale: float) -> torch.Tensor:
-    """Masked attention over :class:`~cpo.layouts.Region` runs, chunk by chunk .
+    """Masked attention over :class:`~cpo.path_attention.Region` runs, chunk by chunk .
 
     Args:
         query: ``(B, H, L, D)``; key: ``(B, Hkv, L, D)``; value: ``(B, Hkv, L, Dv)``, with ``H`` a multiple of ``Hkv``.
-        regions: the runs of :func:`cpo.layouts.block_regions` for these rows.
+        regions: the runs of :func:`cpo.path_attention.block_regions` for these rows.
         scale: the factor on ``q k^T`` (usually ``D ** -0.5``).
 
     Returns:

@@ -94,3 +94,16 @@ def test_tools_import_the_library(module):
     """The resolver sees the tools' relative imports of the library (so an empty result above means something)."""
     path = SRC / (module.replace(".", "/") + ".py")
     assert any(layer(target) == "library" and target.startswith("cpo.") for _, target in imports(path))
+
+
+def test_every_module_imports():
+    """Every module of the package imports, each in turn in one fresh process (PYTHONPATH is this checkout's src)."""
+    import subprocess
+    import sys
+
+    modules = [module_name(p) for p in sorted((SRC / "cpo").rglob("*.py")) if p.name != "__main__.py"]
+    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)"
+    done = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(modules) > 40 and "cpo.path_attention" in modules and "cpo.routes" in modules

@@ -130,7 +130,7 @@ def test_frozen_head_gets_no_gradient_and_empty_input_is_fine():
 @pytest.mark.parametrize("seed", [1, 13])
 def test_bf16_error_no_worse_than_naive_bf16(seed):
     """apple/ml-cross-entropy's rule: against an fp32 ground truth, the chunked bf16 path is no less accurate
-    than the naive path at bf16 (values and all three gradients)."""
+    than the naive reference at bf16 (values and all three gradients)."""
     hidden, head, positions, targets, seqs = make_case(pairs=2, length=33, vocab=257, hidden_size=32, seed=seed)
     truth = run("naive", hidden.double(), LMHead(head.weight.double(), head.bias.double()), positions, targets, seqs, 2, "sigmoid")
     low = (hidden.bfloat16(), LMHead(head.weight.bfloat16(), head.bias.bfloat16()))

@@ -12,7 +12,8 @@ from cpo.layouts import PreferenceCollator, block_mask
 from cpo.logprobs import sequence_logps
 from cpo.loss_settings import LossSettings
 from cpo.losses import cpo_objective
-from cpo.modeling import PATH_ATTENTION, HeadInputCapture, forward_logps, lm_head_of, use_path_attention
+from cpo.modeling import HeadInputCapture, forward_logps, lm_head_of
+from cpo.path_attention import PATH_ATTENTION, use_path_attention
 
 PAIR = {"prompt_input_ids": [1, 2, 3], "chosen_input_ids": [4, 5], "rejected_input_ids": [6], "row_index": 9}
 

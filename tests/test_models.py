@@ -38,7 +38,7 @@ def test_encoder_decoder_uses_the_chunked_head_with_t5_scaling(tmp_path, tok):
 
     trainer = CPOTrainer(model=tiny_t5(tok), args=train_args(tmp_path), processing_class=copy.deepcopy(tok),
                          train_dataset=zen("standard_preference"))
-    assert trainer._paths.head is not None and trainer.is_encoder_decoder
+    assert trainer.routes.head is not None and trainer.is_encoder_decoder
 
 
 LORA = dict(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
@@ -59,7 +59,7 @@ def test_peft_model_passed_directly_and_lm_head_adapter_falls_back(tmp_path, tok
     peft_model = get_peft_model(copy.deepcopy(base), LoraConfig(**LORA))
     trainer = CPOTrainer(model=peft_model, args=train_args(tmp_path / "a"), processing_class=copy.deepcopy(tok),
                          train_dataset=zen("standard_preference"))
-    assert trainer._paths.head is not None  # the head itself is a frozen plain Linear: chunked path stays on
+    assert trainer.routes.head is not None  # the head itself is a frozen plain Linear: chunked log-probs stay on
     before = {n: p.detach().clone() for n, p in peft_model.named_parameters()}
     logs = train_logs(trainer)
     assert all(math.isfinite(x["loss"]) for x in logs)
@@ -70,7 +70,7 @@ def test_peft_model_passed_directly_and_lm_head_adapter_falls_back(tmp_path, tok
     with caplog.at_level(logging.WARNING, logger="cpo"):
         trainer = CPOTrainer(model=copy.deepcopy(base), args=train_args(tmp_path / "b"), peft_config=head_lora,
                              processing_class=copy.deepcopy(tok), train_dataset=zen("standard_preference"))
-    assert trainer._paths.head is None and "Chunked log-probs: off" in caplog.text and "PEFT adapter" in caplog.text
+    assert trainer.routes.head is None and "Chunked log-probs: off" in caplog.text and "PEFT adapter" in caplog.text
     assert all(math.isfinite(x["loss"]) for x in train_logs(trainer))
     with pytest.raises(ValueError, match="PeftModel and a peft_config"):
         CPOTrainer(model=peft_model, args=train_args(tmp_path / "c"), peft_config=LoraConfig(**LORA),

@@ -41,12 +41,12 @@ def test_gradient_accumulation_is_exact(tmp_path, tok, loss_type):
 
 
 @pytest.mark.parametrize("loss_type", ["sigmoid", "hinge", "ipo", "simpo", "sft"])
-def test_chunked_and_naive_paths_train_identically(tmp_path, tok, loss_type):
+def test_chunked_and_naive_routes_train_identically(tmp_path, tok, loss_type):
     base, data, logs = tiny_qwen2(len(tok)), zen("standard_preference"), {}
     for chunked in (True, False):
         args = train_args(tmp_path / str(chunked), chunked_logits=chunked, logits_chunk_size=7, loss_type=loss_type)
         trainer = CPOTrainer(model=copy.deepcopy(base), args=args, processing_class=copy.deepcopy(tok), train_dataset=data)
-        assert (trainer._paths.head is not None) == chunked
+        assert (trainer.routes.head is not None) == chunked
         logs[chunked] = train_logs(trainer)
     for a, b in zip(logs[True], logs[False]):
         for key in METRICS + ["grad_norm"]:
@@ -191,11 +191,11 @@ def test_zero3_falls_back_to_full_logits(tmp_path, tok, caplog, monkeypatch, sta
     """ZeRO-3 gathers the head only inside its own forward, where the chunked path cannot read it; ZeRO-2 keeps it."""
     trainer = CPOTrainer(model=tiny_qwen2(len(tok)), args=train_args(tmp_path), processing_class=tok,
                          train_dataset=zen("standard_preference"))
-    assert trainer._paths.head is not None
+    assert trainer.routes.head is not None
     trainer.is_deepspeed_enabled = True
     plugin = SimpleNamespace(zero_stage=stage)
     monkeypatch.setattr(trainer, "accelerator", SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin)))
     with caplog.at_level(logging.WARNING, logger="cpo"):
         trainer._check_distribution()
-    assert (trainer._paths.head is None) == (stage == 3)
+    assert (trainer.routes.head is None) == (stage == 3)
     assert ("because DeepSpeed ZeRO-3 shards the LM head" in caplog.text) == (stage == 3)

@@ -60,7 +60,7 @@ def default_chunk_size(vocab_size: int, budget_bytes: int = 32 * 2**20, min_rows
     """Positions per chunk: enough for one fp32 chunk of logits to take about ``budget_bytes`` (32 MiB), and at
     least ``min_rows``, below which the ``(C, H) @ (H, V)`` matmul runs far from peak. Measured with
     ``benchmarks/chunked.py`` (4096 positions, hidden 512, 2-vCPU EPYC): at V=151936, 55 rows took 31.0 s for
-    forward + backward, 256 rows 19.7 s (0.60 GiB), the naive path 20.1 s (6.96 GiB)."""
+    forward + backward, 256 rows 19.7 s (0.60 GiB), the naive reference 20.1 s (6.96 GiB)."""
     return max(min_rows, budget_bytes // (4 * vocab_size))
 
 

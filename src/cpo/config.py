@@ -113,8 +113,8 @@ class CPOConfig(TrainingArguments):
             prompt, not to the chosen tokens), so the prompt is computed once per pair. ``None`` (default) turns it on
             where verified; ``True`` requires it. Both are off for encoder-decoder models and MoE models whose router
             aux loss needs a padding mask. On an sdpa model both run as fused causal attention over each sequence
-            (``prompt + chosen``, ``prompt + rejected``; see :mod:`cpo.blockattn`), with no ``(L, L)`` mask, and pack
-            the whole batch into one row; on an eager model, with a dense block mask.
+            (``prompt + chosen``, ``prompt + rejected``; see :mod:`cpo.path_attention`), with no ``(L, L)`` mask,
+            and pack the whole batch into one row; on an eager model, with a dense block mask.
         max_tokens_per_batch: build training micro-batches by a token budget (tokens as laid out) instead of a fixed
             number of pairs, so each forward pass costs about the same; ``per_device_train_batch_size`` then caps the
             pairs of a micro-batch. An optimiser step still takes ``gradient_accumulation_steps`` micro-batches per

@@ -1,4 +1,4 @@
-"""How the trainer runs across processes: FSDP2 on CPU processes, and which paths sharding allows.
+"""How the trainer runs across processes: FSDP2 on CPU processes, and which routes sharding allows.
 
 accelerate 1.15 turns FSDP on only for GPU-like devices: on a CPU-only machine an FSDP launch silently becomes DDP.
 PyTorch's FSDP2 (``fully_shard``) does run on CPU tensors over gloo, so when FSDP2 is asked for and the processes
@@ -93,7 +93,7 @@ def warn_dropped_sharding(accelerator, is_fsdp: bool, is_deepspeed: bool) -> Non
 
 
 def head_sharding(accelerator, is_deepspeed: bool) -> str | None:
-    """The name of the sharding that keeps the LM head's full weight out of reach of the chunked path, or None.
+    """The name of the sharding that keeps the LM head's full weight out of reach of chunked log-probs, or None.
 
     FSDP2 is not one: the head's pre-hook sees the unsharded weight the forward uses, and the root module keeps it
     unsharded until its backward. DeepSpeed ZeRO-3 gathers parameters in hooks of its own and frees them after each

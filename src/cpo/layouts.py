@@ -11,7 +11,7 @@
 Every layout returns the same scored-token lists (see :mod:`cpo.logprobs`), so the loss code never knows which
 layout ran. Packed and shared layouts describe their attention with ``unit_ids`` (which block a token belongs to,
 -1 for padding) and ``branch_ids`` (0 shared/plain, 1 chosen, 2 rejected); :func:`block_mask` turns them into a dense
-mask, :func:`block_regions` into the same rule in O(runs) (what :mod:`cpo.blockattn` computes attention from).
+mask, and :mod:`cpo.path_attention` into causal paths with no mask.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class PreferenceCollator:
         max_row_tokens: capacity of a packed row; ``None`` uses the longest block of the batch, which keeps each
             row no longer than the padded layout's rows (for a dense block mask, whose cost is the square of a
             row's length), while ``0`` packs everything into one row (for attention whose cost does not grow with
-            the row: path attention, see :mod:`cpo.blockattn`, and varlen kernels such as FlashAttention).
+            the row: path attention, see :mod:`cpo.path_attention`, and varlen kernels such as FlashAttention).
 
     Output keys: ``row_index`` (B,), ``input_ids`` (R, L), ``target_positions`` / ``target_ids`` / ``target_seq``
     (N,), and ``attention_mask`` (R, L) for the padded layout or ``position_ids`` / ``unit_ids`` / ``branch_ids``
@@ -178,44 +178,6 @@ def block_mask(unit_ids: torch.Tensor, branch_ids: torch.Tensor) -> torch.Tensor
     visible = same_unit & causal & ((branch_k == 0) | (branch_k == branch_q))
     padding = (unit_ids < 0)[:, :, None] & torch.eye(length, dtype=torch.bool, device=unit_ids.device)[None]
     return (visible & (unit_ids >= 0)[:, :, None] | padding)[:, None]
-
-
-@dataclass(frozen=True)
-class Region:
-    """A run of query tokens of one row that share one block and branch: queries ``[start, end)`` of row ``row``
-    see every key of ``context`` (``(start, end)`` key intervals before the run, merged) and the run's own keys up
-    to themselves (causally). The attention of :func:`block_mask`, described in O(runs) instead of O(L^2)."""
-
-    row: int
-    start: int
-    end: int
-    context: tuple[tuple[int, int], ...]
-
-
-def block_regions(unit_ids: torch.Tensor, branch_ids: torch.Tensor) -> list[Region]:
-    """The attention of :func:`block_mask` as :class:`Region` runs (padding has none: it is seen by no query).
-
-    A run's context is every earlier run of its block whose branch is shared (0) or its own, so its queries see
-    exactly the keys :func:`block_mask` lets them see; a test expands the regions and compares.
-    """
-    regions = []
-    for row, (units, branches) in enumerate(zip(unit_ids.tolist(), branch_ids.tolist())):
-        runs = []  # (unit, branch, start, end)
-        for i, (unit, branch) in enumerate(zip(units, branches)):
-            if runs and runs[-1][0] == unit and runs[-1][1] == branch and runs[-1][3] == i:
-                runs[-1][3] = i + 1
-            elif unit >= 0:
-                runs.append([unit, branch, i, i + 1])
-        for k, (unit, branch, start, end) in enumerate(runs):
-            context: list[tuple[int, int]] = []
-            for u, b, s, e in runs[:k]:
-                if u == unit and b in (0, branch):
-                    if context and context[-1][1] == s:
-                        context[-1] = (context[-1][0], e)
-                    else:
-                        context.append((s, e))
-            regions.append(Region(row, start, end, tuple(context)))
-    return regions
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""CPOTrainer: ``transformers.Trainer`` wired to the CPO losses, layouts and log-prob paths. No maths here."""
+"""CPOTrainer: ``transformers.Trainer`` wired to the CPO losses, layouts and compute routes. No maths here."""
 
 from __future__ import annotations
 
@@ -17,22 +17,16 @@ from .batching import TokenBudgetBatchSampler, pair_tokens
 from .card import dataset_names, write_card
 from .config import CPOConfig
 from .distributed import check_sharding_request, enable_fsdp_on_cpu, head_sharding, warn_dropped_sharding
-from .fastpaths import select_paths
 from .generation import log_eval_generations
 from .guard import NonFiniteGuard
 from .layouts import EncoderDecoderCollator
+from .loading import load_model, load_tokenizer, text_config
 from .logprobs import sequence_logps
 from .loss_settings import LossSettings
 from .losses import cpo_objective, summed_alphapo_note
 from .metrics import MetricSums
-from .modeling import (
-    attention_implementation,
-    disable_dropout,
-    forward_logps,
-    load_model,
-    load_tokenizer,
-    text_config,
-)
+from .modeling import disable_dropout, forward_logps
+from .routes import select_routes, without_chunked_logps
 from .runs import begin_run, run_settings, save_run_settings
 from .tokenization import DEFAULT_COMPLETION_LENGTH, TokenizeSpec, prepare_dataset
 
@@ -53,7 +47,8 @@ class CPOTrainer(Trainer):
     (and optionally ``prompt``) as strings or as conversations; they are tokenized here.
 
     The loss of a step is normalised by the pairs and chosen-completion tokens of the whole optimiser step, over all
-    micro-batches and processes, so gradient accumulation and data parallelism do not change it.
+    micro-batches and processes, so gradient accumulation and data parallelism do not change it. ``routes`` holds
+    the compute routes verified for the model (:class:`cpo.routes.Routes`).
     """
 
     # Our loss is already this micro-batch's share of the whole step: Trainer must not divide it again.
@@ -105,14 +100,10 @@ class CPOTrainer(Trainer):
         cfg = text_config(model)
         self.aux_loss_enabled = bool(getattr(cfg, "output_router_logits", False))
         self.aux_loss_coef = float(getattr(cfg, "router_aux_loss_coef", 0.0) or 0.0)
-        self._attn_impl = attention_implementation(model)
-        self._paths = select_paths(
-            model, args, processing_class.pad_token_id, self._attn_impl, self.is_encoder_decoder,
-            self.aux_loss_enabled, layout=data_collator is None,
-        )
-        self._attn_impl = self._paths.attn_impl
+        self.routes = select_routes(model, args, processing_class.pad_token_id, self.is_encoder_decoder,
+                                    self.aux_loss_enabled, layout=data_collator is None)
         if data_collator is None:
-            data_collator = self._paths.collator or self._encoder_decoder_collator(model, processing_class)
+            data_collator = self.routes.collator or self._encoder_decoder_collator(model, processing_class)
 
         super().__init__(
             model=model,
@@ -225,14 +216,12 @@ class CPOTrainer(Trainer):
 
     def _check_distribution(self) -> None:
         """Say when a requested FSDP/DeepSpeed run is not one, and use the model's own head where ZeRO-3 shards it
-        outside the forward pass (the chunked path reads it)."""
+        outside the forward pass (chunked log-probs read it)."""
         warn_dropped_sharding(self.accelerator, self.is_fsdp_enabled, self.is_deepspeed_enabled)
         sharding = head_sharding(self.accelerator, self.is_deepspeed_enabled)
-        if self._paths.head is not None and sharding is not None:
-            self._paths.capture.remove()
-            self._paths.capture = self._paths.head = None
-            logger.warning(f"Chunked log-probs: off, because {sharding} shards the LM head outside the forward pass; "
-                           "the model computes full logits.")
+        if sharding is not None:
+            self.routes = without_chunked_logps(self.routes, f"{sharding} shards the LM head outside the forward "
+                                                "pass; the model computes full logits")
 
     def _remove_unused_columns(self, dataset, description: str | None = None):
         return dataset  # our datasets hold exactly the tokenized columns the collator needs
@@ -261,10 +250,10 @@ class CPOTrainer(Trainer):
         out = forward_logps(
             model,
             inputs,
-            attn_impl=self._attn_impl,
+            attn_impl=self.routes.attn_impl,
             dtype=next(self.model.parameters()).dtype,
-            capture=self._paths.capture,
-            head=self._paths.head,
+            capture=self.routes.capture,
+            head=self.routes.head,
             chunk_size=self.args.logits_chunk_size,
             router_logits=self.aux_loss_enabled,
         )

@@ -66,7 +66,7 @@ def main() -> None:
         collator = trainer.data_collator
         Path(a.out, "setup.json").write_text(json.dumps({
             "distributed_type": str(trainer.accelerator.distributed_type), "processes": trainer.accelerator.num_processes,
-            "fsdp": bool(trainer.is_fsdp_enabled), "chunked": trainer._paths.head is not None,
+            "fsdp": bool(trainer.is_fsdp_enabled), "chunked": trainer.routes.head is not None,
             "packed": collator.packed, "shared": collator.shared_prompt,
             "sharded_head": type(trainer.model.lm_head.weight).__name__ == "DTensor"}))
 

@@ -208,9 +208,9 @@ def check_bitsandbytes(bits: str) -> None:
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, revision: str | None = None):
-    """The tokenizer of a model folder, Hub model or ``.gguf`` file (:func:`cpo.modeling.load_tokenizer`), with a
+    """The tokenizer of a model folder, Hub model or ``.gguf`` file (:func:`cpo.loading.load_tokenizer`), with a
     user's mistake turned into a :class:`UsageError` that says what to do."""
-    from ..modeling import load_tokenizer as load
+    from ..loading import load_tokenizer as load
 
     try:
         return load(name_or_path, trust_remote_code, revision)
@@ -248,7 +248,7 @@ def load_model_and_tokenizer(name_or_path: str, *, dtype: str | None = None, att
         merge_adapter: for an adapter folder (what ``cpo train --use_peft`` saves): load its base model and merge
             the adapter in (evaluation); False keeps a trainable ``PeftModel``.
     """
-    from ..modeling import load_model
+    from ..loading import load_model
 
     kwargs = dict(init_kwargs or {})
     if dtype is not None:

@@ -1,6 +1,6 @@
-"""Path attention (cpo.blockattn): the regions and paths against the dense mask, the kernel against the naive
+"""Path attention (cpo.path_attention): the regions and paths against the dense mask, the kernel against the naive
 dense-mask attention (fp64 values and gradients), whole models at a length where the dense mask is large against
-the padded reference, and the default path building no (L, L) tensor."""
+the padded reference, and path attention building no (L, L) tensor. When the trainer uses it: tests/test_routes.py."""
 
 import copy
 
@@ -9,9 +9,18 @@ import torch
 from helpers import tiny_llama, tiny_qwen2
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from cpo.blockattn import AttentionPath, attention_paths, block_attention, naive_block_attention
-from cpo.layouts import PreferenceCollator, block_mask, block_regions
-from cpo.modeling import PATH_ATTENTION, forward_logps, restore_sdpa, use_path_attention
+from cpo.layouts import PreferenceCollator, block_mask
+from cpo.modeling import forward_logps
+from cpo.path_attention import (
+    PATH_ATTENTION,
+    AttentionPath,
+    attention_paths,
+    block_attention,
+    block_regions,
+    naive_block_attention,
+    restore_sdpa,
+    use_path_attention,
+)
 
 
 def features(lengths, vocab=50, seed=1):
@@ -124,8 +133,8 @@ class LargestTensor(TorchDispatchMode):
         return out
 
 
-def test_the_default_path_builds_no_length_squared_tensor():
-    """The largest tensor of a forward and backward, against L^2 for the row: the dense-mask path (the same model
+def test_path_attention_builds_no_length_squared_tensor():
+    """The largest tensor of a forward and backward, against L^2 for the row: the dense mask (the same model
     with sdpa and ``block_mask``) builds one of L^2; the path attention none beyond the (L, V) logits, 14x smaller."""
     model = tiny_qwen2(257, attn_implementation="sdpa", max_position_embeddings=4096)
     batch = PreferenceCollator(0, packed=True, shared_prompt=True, max_row_tokens=0)(features(LONG, vocab=257))
@@ -175,38 +184,3 @@ def test_a_sliding_window_layer_gets_the_windowed_dense_mask():
         assert (got_grads[name] - grad).abs().max() <= 1e-5 * grad.abs().max(), name
     no_window, _ = logps_and_grads(unwindowed, PreferenceCollator(0)(feats), "sdpa")
     assert (no_window - ref_logps).abs().max() > 1e-3  # the window matters at these lengths
-
-
-def test_the_trainer_runs_path_attention_on_sdpa_models_and_the_dense_mask_on_eager(tmp_path, tok):
-    from helpers import train_args, zen
-
-    from cpo import CPOTrainer
-
-    for attn, expected in (("sdpa", PATH_ATTENTION), ("eager", "eager")):
-        trainer = CPOTrainer(model=tiny_qwen2(len(tok), attn_implementation=attn), args=train_args(tmp_path / attn),
-                             processing_class=tok, train_dataset=zen("standard_preference"))
-        assert trainer._attn_impl == expected
-        assert (trainer.data_collator.packed, trainer.data_collator.shared_prompt) == (True, True)
-        assert trainer.data_collator.max_row_tokens == (0 if attn == "sdpa" else None)
-    off = CPOTrainer(model=tiny_qwen2(len(tok), attn_implementation="sdpa"),
-                     args=train_args(tmp_path / "off", padding_free=False, prefix_sharing=False),
-                     processing_class=tok, train_dataset=zen("standard_preference"))
-    assert off._attn_impl == "sdpa" and off.model.config._attn_implementation == "sdpa"
-
-
-def test_a_model_that_fails_path_attention_keeps_its_layouts_with_the_dense_mask(tmp_path, tok, monkeypatch):
-    from helpers import train_args, zen
-
-    import cpo.modeling
-    from cpo import CPOTrainer
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("layout not passed on")
-
-    monkeypatch.setattr(cpo.modeling, "block_attention", broken)
-    trainer = CPOTrainer(model=tiny_qwen2(len(tok), attn_implementation="sdpa"), args=train_args(tmp_path),
-                         processing_class=tok, train_dataset=zen("standard_preference"))
-    assert trainer._attn_impl == "sdpa" and trainer.model.config._attn_implementation == "sdpa"
-    assert (trainer.data_collator.packed, trainer.data_collator.shared_prompt) == (True, True)
-    assert trainer.data_collator.max_row_tokens is None
-    assert any(note.startswith("path attention: off, because") for note in trainer._paths.notes)
