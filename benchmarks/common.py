@@ -66,15 +66,16 @@ def words(gen, n: int, vocab_size: int) -> str:
     return " ".join(f"w{i}" for i in torch.randint(3, vocab_size, (n,), generator=gen).tolist())
 
 
-def qwen2_model(vocab_size: int, hidden: int = 512, layers: int = 4, seed: int = 0):
-    """A Qwen2 of the given size (8 heads, 2 KV heads, MLP 4x, tied embeddings as Qwen2-0.5B)."""
+def qwen2_model(vocab_size: int, hidden: int = 512, layers: int = 4, seed: int = 0, **overrides):
+    """A Qwen2 of the given size (8 heads, 2 KV heads, MLP 4x, tied embeddings as Qwen2-0.5B; ``overrides`` are
+    other ``Qwen2Config`` fields)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
-    config = Qwen2Config(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=4 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=8, num_key_value_heads=2,
-                         max_position_embeddings=4096, tie_word_embeddings=True)
+    config = Qwen2Config(**{**dict(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=4 * hidden,
+                                   num_hidden_layers=layers, num_attention_heads=8, num_key_value_heads=2,
+                                   max_position_embeddings=4096, tie_word_embeddings=True), **overrides})
     return Qwen2ForCausalLM(config)
 
 
@@ -116,6 +117,28 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
+
+
+def step_clock(sync=None):
+    """A ``TrainerCallback`` whose ``times`` are the seconds of each optimiser step (``sync``, e.g.
+    ``torch.cuda.synchronize``, is called at both ends, so queued device work is counted in its step)."""
+    from transformers import TrainerCallback
+
+    sync = sync or (lambda: None)
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.times = []
+
+        def on_step_begin(self, *args, **kwargs):
+            sync()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, *args, **kwargs):
+            sync()
+            self.times.append(time.perf_counter() - self.start)
+
+    return StepClock()
 
 
 def run_worker(args: list[str], timeout: float) -> dict:

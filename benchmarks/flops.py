@@ -57,18 +57,24 @@ def _register_cpu_attention() -> None:
         return 2 * b * h * pairs(s_q, key_shape[2], is_causal) * (3 * d + 2 * value_shape[-1])
 
 
-def executed_flops(trainer, batch) -> int:
-    """FLOPs of one forward + backward of ``batch`` (collated, as the trainer's data loader gives it)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    _register_cpu_attention()
+def watched_step(trainer, batch, watcher):
+    """One forward + backward of ``batch`` (collated, as the trainer's data loader gives it) inside ``watcher``, a
+    context manager that observes it (a FLOP counter, a profiler); the gradients are dropped. Returns ``watcher``."""
     model = trainer.model
     model.train()
     inputs = trainer._prepare_inputs(batch)
-    with FlopCounterMode(display=False) as counter:
+    with watcher:
         trainer.compute_loss(model, inputs).backward()
     model.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
+    return watcher
+
+
+def executed_flops(trainer, batch) -> int:
+    """FLOPs of one forward + backward of ``batch``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _register_cpu_attention()
+    return watched_step(trainer, batch, FlopCounterMode(display=False)).get_total_flops()
 
 
 def non_embedding_params(model) -> int:

@@ -25,6 +25,7 @@ from common import (
     reset_peak_rss,
     rss_bytes,
     run_worker,
+    step_clock,
 )
 
 PATHS = ["ours-chunked", "ours-naive", "trl", "ours-default"]
@@ -104,7 +105,6 @@ def worker_step(args) -> dict:
     import torch
     from common import word_tokenizer
     from datasets import Dataset
-    from transformers import TrainerCallback
 
     tok = word_tokenizer(args.vocab)
     data = Dataset.from_list(rows(args.vocab, args.pairs, args.seq))
@@ -118,17 +118,7 @@ def worker_step(args) -> dict:
         from cpo import CPOConfig, CPOTrainer
         layout = {} if args.path == "ours-default" else {"padding_free": False, "prefix_sharing": False}
         config = CPOConfig(**common, chunked_logits=args.path != "ours-naive", **layout)
-
-    class StepTimes(TrainerCallback):
-        times: list = []
-
-        def on_step_begin(self, *a, **k):
-            self.start = __import__("time").perf_counter()
-
-        def on_step_end(self, *a, **k):
-            self.times.append(__import__("time").perf_counter() - self.start)
-
-    timer = StepTimes()
+    timer = step_clock()
     trainer = CPOTrainer(model=qwen2_model(args.vocab), args=config, processing_class=copy.deepcopy(tok),
                          train_dataset=data, callbacks=[timer])
     reset_peak_rss()

@@ -27,8 +27,8 @@ import gzip
 import json
 from pathlib import Path
 
-from common import ASSETS, bpe_tokenizer, emit, hh_rlhf_file, machine, qwen2_model, run_worker
-from flops import executed_flops, gemm_peak_flops, useful_flops
+from common import ASSETS, bpe_tokenizer, emit, hh_rlhf_file, machine, qwen2_model, run_worker, step_clock
+from flops import executed_flops, gemm_peak_flops, useful_flops, watched_step
 
 PATHS = {
     "trl": None,
@@ -107,11 +107,7 @@ def profile_step(trainer, batch) -> list[dict]:
     """The operators of one forward + backward that take the most time (self CPU time)."""
     from torch.profiler import ProfilerActivity, profile
 
-    trainer.model.train()
-    inputs = trainer._prepare_inputs(batch)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        trainer.compute_loss(trainer.model, inputs).backward()
-    trainer.model.zero_grad(set_to_none=True)
+    prof = watched_step(trainer, batch, profile(activities=[ProfilerActivity.CPU]))
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     return [{"op": e.key, "self_s": round(e.self_cpu_time_total / 1e6, 3), "share": round(e.self_cpu_time_total / total, 3),
@@ -119,11 +115,8 @@ def profile_step(trainer, batch) -> list[dict]:
 
 
 def worker(args) -> None:
-    import time
-
     import torch
     from datasets import Dataset
-    from transformers import TrainerCallback
 
     torch.manual_seed(0)
     data_dir, n = Path(args.data_dir), args.pairs * (args.steps + 1)
@@ -139,18 +132,7 @@ def worker(args) -> None:
     else:
         from cpo import CPOConfig, CPOTrainer
         config = CPOConfig(**common, **flags)
-
-    class Steps(TrainerCallback):
-        def __init__(self):
-            self.times, self.rows = [], []
-
-        def on_step_begin(self, *a, **k):
-            self.start = time.perf_counter()
-
-        def on_step_end(self, *a, **k):
-            self.times.append(time.perf_counter() - self.start)
-
-    steps = Steps()
+    steps = step_clock()
     trainer = CPOTrainer(model=qwen2_model(32000, layers=8), args=config, processing_class=tok,
                          train_dataset=Dataset.from_list(rows), callbacks=[steps])
     recorder = trainer.data_collator = Recorder(trainer.data_collator)

@@ -7,10 +7,12 @@ one fails the test with its path; nothing is skipped for missing data.
 from __future__ import annotations
 
 import lzma
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "tests" / "assets"
@@ -144,3 +146,49 @@ def naive_greedy(model, tokenizer, ids: list[int], max_new_tokens: int) -> str:
                 break
             out.append(nxt)
     return tokenizer.decode(out[len(ids):], skip_special_tokens=True)
+
+
+# forward kernels of scaled_dot_product_attention, by aten name (the math path runs plain matmuls: none of these)
+SDPA_KERNELS = {
+    "_scaled_dot_product_flash_attention_for_cpu": "flash (CPU)",
+    "_scaled_dot_product_flash_attention": "flash",
+    "_scaled_dot_product_efficient_attention": "memory-efficient",
+    "_scaled_dot_product_cudnn_attention": "cuDNN",
+    "_scaled_dot_product_fused_attention_overrideable": "overrideable",
+}
+
+
+class OpRecorder(TorchDispatchMode):
+    """Watches every operator run inside its ``with`` block (a forward and backward, say). ``numel``: the most
+    elements of any tensor an operator returned; ``squares``: how many returned tensors end in ``(length, length)``
+    (a mask or score matrix over a whole row of ``length`` tokens); ``kernels``: how often each fused sdpa kernel
+    ran forward, by :data:`SDPA_KERNELS` name (none where sdpa took its math path)."""
+
+    def __init__(self, length: int | None = None):
+        super().__init__()
+        self.length, self.numel, self.squares, self.kernels = length, 0, 0, Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        kernel = SDPA_KERNELS.get(func.overloadpacket.__name__)
+        if kernel:
+            self.kernels[kernel] += 1
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.numel = max(self.numel, t.numel())
+                self.squares += bool(self.length) and t.dim() >= 2 and tuple(t.shape[-2:]) == (self.length,) * 2
+        return out
+
+
+def mean_abs_error(got: torch.Tensor, truth: torch.Tensor) -> float:
+    """The mean absolute error, in fp64 (the max of many low-precision roundings is a coin toss)."""
+    return (got.double() - truth.double().to(got.device)).abs().mean().item()
+
+
+def assert_no_less_accurate(fast, naive, truth, slack: float = 1.01, names=None) -> None:
+    """apple/ml-cross-entropy's rule for low precision: against a higher-precision ground truth, each of the fast
+    path's tensors is no less accurate than the naive path's at the same dtype (mean absolute error, times
+    ``slack``)."""
+    for i, (f, n, t) in enumerate(zip(fast, naive, truth, strict=True)):
+        fast_err, naive_err = mean_abs_error(f, t), mean_abs_error(n, t)
+        assert fast_err <= naive_err * slack, (names[i] if names else i, fast_err, naive_err)

@@ -6,11 +6,10 @@ import copy
 
 import pytest
 import torch
-from helpers import tiny_llama, tiny_qwen2
-from torch.utils._python_dispatch import TorchDispatchMode
+from helpers import OpRecorder, tiny_llama, tiny_qwen2
 
 from cpo.layouts import PreferenceCollator, block_mask
-from cpo.modeling import forward_logps
+from cpo.modeling import HeadInputCapture, forward_logps, lm_head_of
 from cpo.path_attention import (
     PATH_ATTENTION,
     AttentionPath,
@@ -91,12 +90,17 @@ def test_block_attention_equals_dense_mask_attention(layout, heads, kv_heads):
 LONG = [(1536, 768, 1024), (40, 300, 12)]  # a shared row of 3328 tokens: its dense mask has 11M entries
 
 
-def logps_and_grads(model, batch, attn_impl):
+def logps_and_grads(model, batch, attn_impl, chunked=False):
+    """Token log-probs in sequence order, and the gradients of their weighted sum (the chunked head with
+    ``chunked``; the batch on the model's device)."""
     model = copy.deepcopy(model)
-    out = forward_logps(model, batch, attn_impl=attn_impl, dtype=torch.float32)
+    head, module, _ = lm_head_of(model) if chunked else (None, None, "")
+    capture = HeadInputCapture(module) if chunked else None
+    out = forward_logps(model, batch, attn_impl=attn_impl, dtype=torch.float32, capture=capture, head=head)
     # a weighted sum, so every token's log-prob reaches the gradients with its own weight
-    weights = torch.linspace(0.5, 1.5, len(out.token_logps))
-    order = torch.argsort(batch["target_seq"] * 10**6 + torch.arange(len(batch["target_seq"])))
+    device = out.token_logps.device
+    weights = torch.linspace(0.5, 1.5, len(out.token_logps), device=device)
+    order = torch.argsort(batch["target_seq"] * 10**6 + torch.arange(len(batch["target_seq"]), device=device))
     logps = out.token_logps[order]
     (logps * weights).sum().backward()
     return logps.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
@@ -118,21 +122,6 @@ def test_long_packed_and_shared_rows_equal_the_padded_reference(build, layout):
         assert err < 1e-5, (name, err.item())
 
 
-class LargestTensor(TorchDispatchMode):
-    """Records the largest number of elements of any tensor an operator returns."""
-
-    def __init__(self):
-        super().__init__()
-        self.numel = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
-                self.numel = max(self.numel, t.numel())
-        return out
-
-
 def test_path_attention_builds_no_length_squared_tensor():
     """The largest tensor of a forward and backward, against L^2 for the row: the dense mask (the same model
     with sdpa and ``block_mask``) builds one of L^2; the path attention none beyond the (L, V) logits, 14x smaller."""
@@ -144,7 +133,7 @@ def test_path_attention_builds_no_length_squared_tensor():
     for name in ("sdpa", PATH_ATTENTION):
         if name == PATH_ATTENTION:
             use_path_attention(model)
-        with LargestTensor() as largest:
+        with OpRecorder() as largest:
             logps_and_grads(model, batch, name)
         sizes[name] = largest.numel / length_sq
     assert sizes["sdpa"] >= 1.0, sizes
