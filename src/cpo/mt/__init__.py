@@ -5,7 +5,8 @@
 - :mod:`~cpo.mt.translate`: translation and sampled candidate translations with a causal LM;
 - :mod:`~cpo.mt.scores`: chrF and BLEU against references (sacrebleu);
 - :mod:`~cpo.mt.candidates`: scored candidates from WMT files and MQM tables;
-- :mod:`~cpo.mt.pairs`: a pair as a translation row with the ALMA prompt.
+- :mod:`~cpo.mt.pairs`: a pair as a translation row with the ALMA prompt;
+- :mod:`~cpo.mt.roundtrip`: the round-trip judge, a reference-free scorer for ``cpo prefs --scorer``.
 
 Pair building itself (the best/worst rule, ``cpo generate``'s candidates, scorers, the ALMA-R rule) is the library's
 :mod:`cpo.pairs`. This package imports the library, never the command line or the demo.
