@@ -4,6 +4,7 @@ judge's pairs are written and consistent, and no held-out number is a training n
 
 import json
 
+import pytest
 from helpers import smollm2_gguf
 
 from cpo.cli import main
@@ -11,6 +12,7 @@ from cpo.demo.report import run_rows
 from cpo.demo.task import check_answer, normalise, number_words
 
 
+@pytest.mark.slow  # ten training runs of a 135M model: minutes of CPU
 def test_quick_demo_end_to_end(tmp_path, capsys):
     smollm2_gguf()  # fails naming the package if the model is missing
     out_dir = tmp_path / "demo"
