@@ -93,7 +93,7 @@ def test_judges_figure(tmp_path):
     keys = ("sft_ref", "sft_more_refs", "sft_chosen@oracle", "cpo@oracle", "sft_chosen@noisy-0.2", "cpo@noisy-0.2")
     res = results(((0.5, 0.6, 0.7, 0.8, 0.6, 0.7), (0.7, 0.6, 0.7, 0.6, 0.5, 0.6)), keys, ("oracle", "noisy-0.2"))
     head = judges_figure(res, tmp_path / "judges.png").read_bytes()[:24]
-    assert head[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", head[16:24]) == (770, 484)  # 7 x 4.4 in
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", head[16:24]) == (1320, 484)  # 12 x 4.4 in
 
 
 def test_comparison_png_and_curves_hand_off(tmp_path, monkeypatch):

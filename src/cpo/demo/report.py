@@ -172,34 +172,47 @@ def comparison_figure(results: dict, out_path: Path) -> Path:
 
 
 def judges_figure(results: dict, out_path: Path) -> Path:
-    """Exact match against each judge's pair accuracy (its share of pairs ordered as the checker orders them, mean
-    over seeds): one line per arm through the judges, 95% t intervals over seeds as error bars; SFT-ref and SFT on
-    the references (judge-free) as horizontal bands."""
+    """Against each judge's pair accuracy (its share of pairs ordered as the checker orders them, mean over seeds):
+    left, exact match of each arm (a line through the judges, 95% t intervals over seeds), with SFT-ref and SFT on
+    the references (judge-free) as bands; right, the headline, each preference arm minus SFT on the same chosen
+    answers, the per-seed paired difference with its 95% t interval."""
     plt = _pyplot()
     s, seeds = results["settings"], results["seeds"]
     judges = sorted(s["judges"], key=lambda j: statistics.fmean(x["judges"][j]["pair_accuracy"] for x in seeds))
     accuracy = [statistics.fmean(x["judges"][j]["pair_accuracy"] for x in seeds) * 100 for j in judges]
+    exact = {k: [x["runs"][k]["exact_match"] * 100 for x in seeds] for k in seeds[0]["runs"]}
 
-    def interval(key: str) -> tuple[float, float]:
-        d = mean_interval([x["runs"][key]["exact_match"] * 100 for x in seeds])
+    def point(d: dict) -> tuple[float, float]:
         return d["mean"], 0.0 if d["low"] is None else d["high"] - d["mean"]
 
-    fig, ax = plt.subplots(figsize=(7, 4.4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
     for key, label in (STAGE1, MORE_REFS):
-        mean, half, colour = *interval(key), COLOURS[key]
-        ax.axhspan(mean - half, mean + half, color=colour, alpha=0.15)
-        ax.axhline(mean, color=colour, linestyle="--", label=label.split(" (")[0])
-    for k, arm in enumerate(a for a in ARMS if a in s["arms"]):  # side by side, 0.6 points apart, to be seen
-        points = [interval(run_key(arm, j)) for j in judges]
-        ax.errorbar([a + (k - 1) * 0.6 for a in accuracy], [m for m, _ in points], yerr=[h for _, h in points],
-                    marker="o", capsize=3, label=ARMS[arm][0].split(" (")[0], color=COLOURS[arm])
-    for a, j in zip(accuracy, judges):
-        ax.annotate(j, (a, ax.get_ylim()[0]), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8)
-    ax.set_xlabel("judge's pair accuracy (% of pairs ordered as the checker orders them)")
-    ax.set_ylabel(f"exact match % ({s['eval_split']}, mean, 95% interval)")
-    ax.set_title(f"{results['model']}: {len(seeds)} seeds, {len(seeds[0]['eval_numbers'])} items each", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+        mean, half = point(mean_interval(exact[key]))
+        left.axhspan(mean - half, mean + half, color=COLOURS[key], alpha=0.15)
+        left.axhline(mean, color=COLOURS[key], linestyle="--", label=label.split(" (")[0])
+    arms = [a for a in ARMS if a in s["arms"]]
+    for k, arm in enumerate(arms):  # side by side, 0.6 points apart, to be seen
+        points = [point(mean_interval(exact[run_key(arm, j)])) for j in judges]
+        left.errorbar([a + (k - 1) * 0.6 for a in accuracy], [m for m, _ in points], yerr=[h for _, h in points],
+                      marker="o", capsize=3, label=ARMS[arm][0].split(" (")[0], color=COLOURS[arm])
+        if arm in PREFERENCE_ARMS and "sft_chosen" in arms:
+            points = [point(paired_difference(exact[run_key(arm, j)], exact[run_key("sft_chosen", j)]))
+                      for j in judges]
+            right.errorbar([a + (k - 1.5) * 0.6 for a in accuracy], [m for m, _ in points],
+                           yerr=[h for _, h in points], marker="o", capsize=3, color=COLOURS[arm],
+                           label=f"{ARMS[arm][0].split(' (')[0]} - SFT on the chosen candidates")
+    right.axhline(0.0, color="black", linewidth=0.8)
+    for ax in (left, right):
+        for a, j in zip(accuracy, judges):
+            ax.annotate(j, (a, 0), xycoords=("data", "axes fraction"), textcoords="offset points", xytext=(0, 4),
+                        ha="center", fontsize=8)
+        ax.set_xlabel("judge's pair accuracy (% of pairs ordered as the checker orders them)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    left.set_ylabel(f"exact match % ({s['eval_split']}; mean, 95% interval)")
+    right.set_ylabel("paired difference, points (mean, 95% t interval)")
+    fig.suptitle(f"{results['model']}: {len(seeds)} seeds, {len(seeds[0]['eval_numbers'])} {s['eval_split']} items "
+                 "each", fontsize=10)
     fig.tight_layout()
     path = _save(fig, out_path)
     plt.close(fig)
