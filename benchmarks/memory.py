@@ -7,8 +7,10 @@ out-of-memory path fails as an error instead of taking the machine down. Two mea
 - ``step``: a whole training step (forward, backward, AdamW) through the trainer, the second of two steps timed.
 
 Model: Qwen2 from config, hidden 512, 4 layers, tied embeddings; 8 pairs per batch; every sequence is T tokens
-(prompt T/2, completion T/2). ``ours-*`` use the padded layout here (as TRL) so only the log-prob path differs;
-``ours-default`` adds packing and prefix sharing. Usage: ``python benchmarks/memory.py [--vocab 32000 151936]``.
+(prompt T/2, completion T/2). ``ours-chunked`` and ``ours-naive`` use the padded layout and full checkpointing here
+(as TRL) so only the log-prob path differs; ``ours-default`` is every default (packing, prefix sharing, selective
+checkpointing too); ``ours-default-full-gc`` the same with ``gradient_checkpointing_policy="full"``.
+Usage: ``python benchmarks/memory.py [--vocab 32000 151936]``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from common import (
     step_clock,
 )
 
-PATHS = ["ours-chunked", "ours-naive", "trl", "ours-default"]
+PATHS = ["ours-chunked", "ours-naive", "trl", "ours-default", "ours-default-full-gc"]
 GIB = 2**30
 
 
@@ -116,7 +118,10 @@ def worker_step(args) -> dict:
         config = CPOConfig(**common)
     else:
         from cpo import CPOConfig, CPOTrainer
-        layout = {} if args.path == "ours-default" else {"padding_free": False, "prefix_sharing": False}
+        # ours-chunked and ours-naive check-point as TRL does (whole layers), so only the log-prob path differs
+        layout = {} if args.path == "ours-default" else {"gradient_checkpointing_policy": "full"}
+        if not args.path.startswith("ours-default"):
+            layout.update(padding_free=False, prefix_sharing=False)
         config = CPOConfig(**common, chunked_logits=args.path != "ours-naive", **layout)
     timer = step_clock()
     trainer = CPOTrainer(model=qwen2_model(args.vocab), args=config, processing_class=copy.deepcopy(tok),
@@ -162,7 +167,7 @@ def main() -> None:
         for seq in args.seq:
             for mode in args.modes:
                 for path in args.paths:
-                    if mode == "loss" and path == "ours-default":
+                    if mode == "loss" and path.startswith("ours-default"):
                         continue  # the loss path of ours-default is ours-chunked
                     result = run_worker(["--mode", mode, "--path", path, "--vocab", str(vocab), "--seq", str(seq),
                                          "--pairs", str(args.pairs), "--limit_gib", str(args.limit_gib)], args.timeout)
