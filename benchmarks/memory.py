@@ -9,7 +9,8 @@ out-of-memory path fails as an error instead of taking the machine down. Two mea
 Model: Qwen2 from config, hidden 512, 4 layers, tied embeddings; 8 pairs per batch; every sequence is T tokens
 (prompt T/2, completion T/2). ``ours-chunked`` and ``ours-naive`` use the padded layout and full checkpointing here
 (as TRL) so only the log-prob path differs; ``ours-default`` is every default (packing, prefix sharing, selective
-checkpointing too); ``ours-default-full-gc`` the same with ``gradient_checkpointing_policy="full"``.
+checkpointing too); ``ours-default-<policy>-gc`` the same with ``gradient_checkpointing_policy=<policy>``
+(``selective``, ``mlp``, ``full``), ``ours-default-no-gc`` without checkpointing.
 Usage: ``python benchmarks/memory.py [--vocab 32000 151936]``.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 
 from common import (
+    DEFAULT_PATHS,
     Timer,
     emit,
     limit_memory,
@@ -30,7 +32,7 @@ from common import (
     step_clock,
 )
 
-PATHS = ["ours-chunked", "ours-naive", "trl", "ours-default", "ours-default-full-gc"]
+PATHS = ["ours-chunked", "ours-naive", "trl", *DEFAULT_PATHS]
 GIB = 2**30
 
 
@@ -119,10 +121,10 @@ def worker_step(args) -> dict:
     else:
         from cpo import CPOConfig, CPOTrainer
         # ours-chunked and ours-naive check-point as TRL does (whole layers), so only the log-prob path differs
-        layout = {} if args.path == "ours-default" else {"gradient_checkpointing_policy": "full"}
-        if not args.path.startswith("ours-default"):
-            layout.update(padding_free=False, prefix_sharing=False)
-        config = CPOConfig(**common, chunked_logits=args.path != "ours-naive", **layout)
+        flags = DEFAULT_PATHS.get(args.path) or dict(padding_free=False, prefix_sharing=False,
+                                                     chunked_logits=args.path != "ours-naive",
+                                                     gradient_checkpointing_policy="full")
+        config = CPOConfig(**common, **flags)
     timer = step_clock()
     trainer = CPOTrainer(model=qwen2_model(args.vocab), args=config, processing_class=copy.deepcopy(tok),
                          train_dataset=data, callbacks=[timer])

@@ -41,7 +41,8 @@ PATHS = {
     "ours, prefix sharing": {**OFF, "prefix_sharing": True},
     "ours, selective checkpointing": {**OFF, "gradient_checkpointing_policy": "selective"},
     "ours, defaults": {},  # all of the above on; what a user who changes nothing gets
-    "ours, defaults, full checkpointing": dict(gradient_checkpointing_policy="full"),
+    **{f"ours, defaults, {policy} checkpointing": dict(gradient_checkpointing_policy=policy)
+       for policy in ("selective", "mlp", "full")},
     "ours, defaults, full checkpointing of every 2nd layer": dict(gradient_checkpointing_policy="full",
                                                                    gradient_checkpointing_kwargs={"every_n_layers": 2}),
     "ours, defaults, no checkpointing": dict(gradient_checkpointing=False),

@@ -9,7 +9,7 @@ from helpers import OpRecorder, tiny_llama, tiny_qwen2, train_args, train_logs, 
 from transformers import TrainerCallback
 
 from cpo import CPOConfig, CPOTrainer
-from cpo.checkpointing import resolve_policy
+from cpo.checkpointing import DEFAULT_POLICY, resolve_policy
 
 LAYERS = 2  # tiny models' layers
 # q, k, v, o, gate and up projections; not down: its output is not needed by the backward, and torch's non-reentrant
@@ -50,11 +50,12 @@ def test_policies_give_the_gradients_of_no_checkpointing(tmp_path, tok, arch):
         "none": dict(NO_CHECKPOINTING, gradient_checkpointing_policy="selective"),  # the policy: no effect
         "full": dict(gradient_checkpointing_policy="full"),
         "selective": dict(gradient_checkpointing_policy="selective"),
+        "mlp": dict(gradient_checkpointing_policy="mlp"),
         "default": {},
     }.items()}
     loss, grads, calls = runs["none"]
     assert len(grads) == len(list(base.parameters()))
-    for name in ("full", "selective", "default"):
+    for name in ("full", "selective", "mlp", "default"):
         assert runs[name][0] == loss, name
         assert runs[name][1].keys() == grads.keys()
         for param, grad in grads.items():
@@ -64,17 +65,25 @@ def test_policies_give_the_gradients_of_no_checkpointing(tmp_path, tok, arch):
     assert matmuls(runs["selective"][2]) == matmuls(runs["default"][2]) == matmuls(calls)
     sdpa = "_scaled_dot_product_flash_attention_for_cpu"
     assert calls[sdpa] > 0 and runs["selective"][2][sdpa] == calls[sdpa] < runs["full"][2][sdpa]
-    # what selective does recompute: the element-wise ops (here, RMSNorm's rsqrt)
+    # what selective does recompute: the element-wise ops (here, RMSNorm's rsqrt and the MLP's SiLU)
     assert calls["rsqrt"] < runs["selective"][2]["rsqrt"] == runs["full"][2]["rsqrt"]
+    assert calls["silu"] == LAYERS < runs["selective"][2]["silu"]
+    # mlp: only the MLP's element-wise ops run again; no matmul, no norm, no attention
+    mlp = runs["mlp"][2]
+    assert matmuls(mlp) == matmuls(calls) and mlp[sdpa] == calls[sdpa] and mlp["rsqrt"] == calls["rsqrt"]
+    assert mlp["silu"] == 2 * LAYERS
+    assert runs["default"][2] == runs[DEFAULT_POLICY][2]
 
 
-def test_selective_with_lora_gives_the_adapter_gradients_of_full(tmp_path, tok):
+@pytest.mark.parametrize("policy", ["selective", "mlp"])
+def test_policies_with_lora_give_the_adapter_gradients_of_full(tmp_path, tok, policy):
     from peft import LoraConfig
 
-    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "up_proj"],
+                      task_type="CAUSAL_LM")
     base = tiny_qwen2(len(tok))
     full = one_step(tmp_path / "full", tok, copy.deepcopy(base), lora, gradient_checkpointing_policy="full")
-    selective = one_step(tmp_path / "sel", tok, copy.deepcopy(base), lora, gradient_checkpointing_policy="selective")
+    selective = one_step(tmp_path / policy, tok, copy.deepcopy(base), lora, gradient_checkpointing_policy=policy)
     assert selective[0] == full[0] and full[1] and all("lora_" in n for n in full[1])
     for param, grad in full[1].items():
         torch.testing.assert_close(selective[1][param], grad, rtol=1e-6, atol=0, msg=param)
@@ -94,8 +103,8 @@ def test_trl_reentrant_kwargs_keep_working_as_full(tmp_path, tok):
 
 
 def test_policy_resolution():
-    assert resolve_policy(None, None) == "selective"
-    assert resolve_policy(None, {"use_reentrant": False, "every_n_layers": 2}) == "selective"
+    assert resolve_policy(None, None) == DEFAULT_POLICY
+    assert resolve_policy(None, {"use_reentrant": False, "every_n_layers": 2}) == DEFAULT_POLICY
     assert resolve_policy(None, {"use_reentrant": True}) == "full"
     assert resolve_policy(None, {"context_fn": object()}) == "full"
     assert resolve_policy("full", None) == "full"
@@ -103,10 +112,10 @@ def test_policy_resolution():
 
 @pytest.mark.parametrize("kwargs,message", [
     (dict(gradient_checkpointing_policy="some"), "gradient_checkpointing_policy='some' is not a known policy. Use "
-     "one of: selective, full"),
+     "one of: selective, mlp, full"),
     (dict(gradient_checkpointing_policy="selective", gradient_checkpointing_kwargs={"use_reentrant": True}),
      "gradient_checkpointing_policy='selective' needs the non-reentrant checkpoint"),
-    (dict(gradient_checkpointing_policy="selective", gradient_checkpointing_kwargs='{"use_reentrant": true}'),
+    (dict(gradient_checkpointing_policy="mlp", gradient_checkpointing_kwargs='{"use_reentrant": true}'),
      "needs the non-reentrant checkpoint"),  # the command line's JSON string
 ])
 def test_config_refuses_a_bad_policy(tmp_path, kwargs, message):

@@ -104,10 +104,12 @@ class CPOConfig(TrainingArguments):
     Beyond TRL:
         gradient_checkpointing_policy: what a checkpointed layer keeps for the backward pass (see
             :mod:`cpo.checkpointing`): ``selective`` keeps the outputs of its matmuls and attention kernel and
-            recomputes only the element-wise ops between them, so no matmul runs twice; ``full`` keeps nothing and
-            runs the whole layer again (transformers' and TRL's behaviour). ``None`` (default) is ``selective``, or
-            ``full`` where ``gradient_checkpointing_kwargs`` ask for ``use_reentrant=True`` or give a ``context_fn``.
-            It does not change what ``gradient_checkpointing`` means, and has no effect when it is off.
+            recomputes only the element-wise ops between them, so no matmul runs twice; ``mlp`` checkpoints only the
+            layer's MLP, selectively, and keeps the attention block's activations; ``full`` keeps nothing and runs
+            the whole layer again (transformers' and TRL's behaviour, the least memory). ``None`` (default) is
+            ``mlp``, or ``full`` where ``gradient_checkpointing_kwargs`` ask for ``use_reentrant=True`` or give a
+            ``context_fn``. It does not change what ``gradient_checkpointing`` means, and has no effect when it is
+            off.
         chunked_logits: compute log-probs from hidden states chunk by chunk, never materialising the ``(B, T, V)``
             logits, and only at completion positions (default on; the trainer falls back to the model's own head,
             with a logged reason, where the head is not a plain linear layer).
@@ -159,9 +161,10 @@ class CPOConfig(TrainingArguments):
     gradient_checkpointing_policy: str | None = field(
         default=None,
         metadata={"help": "What a checkpointed layer keeps: selective (its matmul and attention outputs; only the "
-                  "element-wise ops are recomputed) or full (nothing: the whole layer runs again). Default: selective, "
-                  "or full where gradient_checkpointing_kwargs ask for use_reentrant or their own context_fn. No "
-                  "effect without gradient_checkpointing.", "choices": list(POLICIES)},
+                  "element-wise ops are recomputed), mlp (only the MLP is checkpointed, selectively) or full (nothing: "
+                  "the whole layer runs again; the least memory). Default: mlp, or full where "
+                  "gradient_checkpointing_kwargs ask for use_reentrant or their own context_fn. No effect without "
+                  "gradient_checkpointing.", "choices": list(POLICIES)},
     )
     bf16: bool | None = field(
         default=None,
@@ -303,7 +306,7 @@ class CPOConfig(TrainingArguments):
         policy, fail = self.gradient_checkpointing_policy, self._fail
         if policy is not None and policy not in POLICIES:
             fail("gradient_checkpointing_policy", "is not a known policy", f"Use one of: {', '.join(POLICIES)}.")
-        if policy == "selective" and (self.activation_checkpointing_kwargs or {}).get("use_reentrant"):
+        if policy not in (None, "full") and (self.activation_checkpointing_kwargs or {}).get("use_reentrant"):
             fail("gradient_checkpointing_policy", "needs the non-reentrant checkpoint, but gradient_checkpointing_"
                  "kwargs set use_reentrant=True", "Drop use_reentrant, or use gradient_checkpointing_policy='full'.")
 
