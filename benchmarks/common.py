@@ -79,6 +79,14 @@ def qwen2_model(vocab_size: int, hidden: int = 512, layers: int = 4, seed: int =
     return Qwen2ForCausalLM(config)
 
 
+# our defaults, and the defaults with each way of checkpointing (the memory and scaling benchmarks' path names)
+DEFAULT_PATHS = {
+    "ours-default": {},
+    **{f"ours-default-{policy}-gc": {"gradient_checkpointing_policy": policy} for policy in ("selective", "mlp", "full")},
+    "ours-default-no-gc": {"gradient_checkpointing": False},
+}
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

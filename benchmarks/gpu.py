@@ -6,8 +6,8 @@ weights), gradient checkpointing on (the default of both trainers), 4 pairs a st
 
 - a whole training step (forward, backward, AdamW): seconds, tokens/s and pairs/s over --steps steps after --warmup,
   and the peak CUDA memory of the run (``torch.cuda.max_memory_allocated`` after a reset: weights, gradients and
-  optimiser states included) for TRL's CPOTrainer, cpo with its defaults, cpo with each speed-up off in turn and
-  all off, and Liger's ``LigerFusedLinearCPOLoss`` on the model's last hidden states (padded layout, as TRL's; the
+  optimiser states included) for TRL's CPOTrainer, cpo with its defaults, cpo with each speed-up off in turn
+  (selective checkpointing off: ``gradient_checkpointing_policy="full"``) and all off, and Liger's ``LigerFusedLinearCPOLoss`` on the model's last hidden states (padded layout, as TRL's; the
   row says "not installed" where ``liger_kernel`` does not import);
 - for each trainer, one more forward + backward watched operator by operator (``tests/helpers.OpRecorder``): which
   sdpa kernels ran (FlashAttention, memory-efficient, cuDNN; none listed: the math path) and how many tensors of
@@ -67,7 +67,9 @@ CPO_PATHS = {  # cpo's CPOConfig flags, and whether path attention may run
     "cpo, packing off": (dict(padding_free=False), True),
     "cpo, prefix sharing off": (dict(prefix_sharing=False), True),
     "cpo, path attention off": ({}, False),
-    "cpo, all off": (dict(chunked_logits=False, padding_free=False, prefix_sharing=False), False),
+    "cpo, full checkpointing": (dict(gradient_checkpointing_policy="full"), True),
+    "cpo, all off": (dict(chunked_logits=False, padding_free=False, prefix_sharing=False,
+                          gradient_checkpointing_policy="full"), False),
 }
 PATHS = [TRL, *CPO_PATHS, LIGER]
 GIB = 2**30

@@ -7,8 +7,11 @@ out-of-memory path fails as an error instead of taking the machine down. Two mea
 - ``step``: a whole training step (forward, backward, AdamW) through the trainer, the second of two steps timed.
 
 Model: Qwen2 from config, hidden 512, 4 layers, tied embeddings; 8 pairs per batch; every sequence is T tokens
-(prompt T/2, completion T/2). ``ours-*`` use the padded layout here (as TRL) so only the log-prob path differs;
-``ours-default`` adds packing and prefix sharing. Usage: ``python benchmarks/memory.py [--vocab 32000 151936]``.
+(prompt T/2, completion T/2). ``ours-chunked`` and ``ours-naive`` use the padded layout and full checkpointing here
+(as TRL) so only the log-prob path differs; ``ours-default`` is every default (packing, prefix sharing, selective
+checkpointing too); ``ours-default-<policy>-gc`` the same with ``gradient_checkpointing_policy=<policy>``
+(``selective``, ``mlp``, ``full``), ``ours-default-no-gc`` without checkpointing.
+Usage: ``python benchmarks/memory.py [--vocab 32000 151936]``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 
 from common import (
+    DEFAULT_PATHS,
     Timer,
     emit,
     limit_memory,
@@ -28,7 +32,7 @@ from common import (
     step_clock,
 )
 
-PATHS = ["ours-chunked", "ours-naive", "trl", "ours-default"]
+PATHS = ["ours-chunked", "ours-naive", "trl", *DEFAULT_PATHS]
 GIB = 2**30
 
 
@@ -116,8 +120,11 @@ def worker_step(args) -> dict:
         config = CPOConfig(**common)
     else:
         from cpo import CPOConfig, CPOTrainer
-        layout = {} if args.path == "ours-default" else {"padding_free": False, "prefix_sharing": False}
-        config = CPOConfig(**common, chunked_logits=args.path != "ours-naive", **layout)
+        # ours-chunked and ours-naive check-point as TRL does (whole layers), so only the log-prob path differs
+        flags = DEFAULT_PATHS.get(args.path) or dict(padding_free=False, prefix_sharing=False,
+                                                     chunked_logits=args.path != "ours-naive",
+                                                     gradient_checkpointing_policy="full")
+        config = CPOConfig(**common, **flags)
     timer = step_clock()
     trainer = CPOTrainer(model=qwen2_model(args.vocab), args=config, processing_class=copy.deepcopy(tok),
                          train_dataset=data, callbacks=[timer])
@@ -162,7 +169,7 @@ def main() -> None:
         for seq in args.seq:
             for mode in args.modes:
                 for path in args.paths:
-                    if mode == "loss" and path == "ours-default":
+                    if mode == "loss" and path.startswith("ours-default"):
                         continue  # the loss path of ours-default is ours-chunked
                     result = run_worker(["--mode", mode, "--path", path, "--vocab", str(vocab), "--seq", str(seq),
                                          "--pairs", str(args.pairs), "--limit_gib", str(args.limit_gib)], args.timeout)

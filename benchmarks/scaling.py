@@ -6,9 +6,11 @@ fp32, each path's default gradient checkpointing (on). Every sequence is T token
 T/2 and answers of T/2 each (word-level tokenizer, so lengths are exact). Paths:
 
 - ``trl``: ``trl.experimental.cpo.CPOTrainer``;
-- ``ours-naive``: ``cpo.CPOTrainer`` with every speed-up off (padded layout, full logits);
+- ``ours-naive``: ``cpo.CPOTrainer`` with every speed-up off (padded layout, full logits, full checkpointing);
 - ``ours-default``: ``cpo.CPOTrainer`` with its defaults (chunked log-probs, packing, prefix sharing, path
-  attention);
+  attention, selective checkpointing);
+- ``ours-default-<policy>-gc``: the same with ``gradient_checkpointing_policy=<policy>`` (``selective``, ``mlp``,
+  ``full``: whole layers recomputed);
 - ``ours-default-no-gc``: the same with ``gradient_checkpointing=False``.
 
 Each point: peak RSS of the process (``VmHWM``), the seconds of the second of two steps, or "OOM" at the cap. Once a
@@ -26,9 +28,9 @@ import json
 import math
 import sys
 
-from common import emit, limit_memory, machine, peak_rss_bytes, qwen2_model, run_worker, word_tokenizer
+from common import DEFAULT_PATHS, emit, limit_memory, machine, peak_rss_bytes, qwen2_model, run_worker, word_tokenizer
 
-PATHS = ["trl", "ours-naive", "ours-default", "ours-default-no-gc"]
+PATHS = ["trl", "ours-naive", *DEFAULT_PATHS]
 T_VALUES = [512, 1024, 2048, 4096, 8192, 16384]
 GIB = 2**30
 
@@ -61,8 +63,8 @@ def worker(args) -> None:
     else:
         from cpo import CPOConfig, CPOTrainer
 
-        flags = {"ours-naive": dict(chunked_logits=False, padding_free=False, prefix_sharing=False),
-                 "ours-default": {}, "ours-default-no-gc": dict(gradient_checkpointing=False)}[args.path]
+        flags = {"ours-naive": dict(chunked_logits=False, padding_free=False, prefix_sharing=False,
+                                    gradient_checkpointing_policy="full"), **DEFAULT_PATHS}[args.path]
         config = CPOConfig(**common, **flags)
 
     class StepTimes(TrainerCallback):
@@ -123,7 +125,8 @@ def plot(records: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    styles = {"trl": "o-", "ours-naive": "s--", "ours-default": "^-", "ours-default-no-gc": "v:"}
+    styles = {"trl": "o-", "ours-naive": "s--", "ours-default": "^-", "ours-default-selective-gc": ">-.",
+              "ours-default-mlp-gc": "d-.", "ours-default-full-gc": "<-.", "ours-default-no-gc": "v:"}
     for vocab, colour in zip(sorted({r["vocab"] for r in records}), ("tab:blue", "tab:orange")):
         for name in PATHS:
             ok = sorted((r["T"], r) for r in records if r["vocab"] == vocab and r["path"] == name

@@ -1,8 +1,10 @@
 """Training throughput, side by side in one run: TRL 1.16 vs ours with every speed-up off, each alone, all on.
 
 Same model (Qwen2 from config: hidden 512, 8 layers, V 32000, tied embeddings), same pairs in the same order, same
-pairs per optimiser step (8), default settings otherwise (gradient checkpointing on, fp32). Two data sets with real
-lengths, from ``--data_dir`` (default: the slices in tests/assets, repeated as needed; the README's numbers were
+pairs per optimiser step (8), default settings otherwise (gradient checkpointing on, fp32). Our rows: every
+speed-up off (full checkpointing, transformers' own), each speed-up alone, the defaults, and the defaults with each
+other way of checkpointing (``gradient_checkpointing_policy``, transformers' ``every_n_layers``, none). Two data
+sets with real lengths, from ``--data_dir`` (default: the slices in tests/assets, repeated as needed; the README's numbers were
 measured with ``--data_dir ../shared/data``, the full sets):
 
 - ``mt``: ALMA prompts built from WMT'22 de-en sources; chosen = the human reference, rejected = GPT-4's output;
@@ -30,15 +32,20 @@ from pathlib import Path
 from common import ASSETS, bpe_tokenizer, emit, hh_rlhf_file, machine, qwen2_model, run_worker, step_clock
 from flops import executed_flops, gemm_peak_flops, useful_flops, watched_step
 
+OFF = dict(chunked_logits=False, padding_free=False, prefix_sharing=False, gradient_checkpointing_policy="full")
 PATHS = {
     "trl": None,
-    "ours, all off": dict(chunked_logits=False, padding_free=False, prefix_sharing=False),
-    "ours, chunked logits": dict(chunked_logits=True, padding_free=False, prefix_sharing=False),
-    "ours, padding-free": dict(chunked_logits=False, padding_free=True, prefix_sharing=False),
-    "ours, prefix sharing": dict(chunked_logits=False, padding_free=False, prefix_sharing=True),
-    "ours, all on": dict(chunked_logits=True, padding_free=True, prefix_sharing=True),
-    "ours, all on, no checkpointing": dict(chunked_logits=True, padding_free=True, prefix_sharing=True,
-                                           gradient_checkpointing=False),
+    "ours, all off": OFF,
+    "ours, chunked logits": {**OFF, "chunked_logits": True},
+    "ours, padding-free": {**OFF, "padding_free": True},
+    "ours, prefix sharing": {**OFF, "prefix_sharing": True},
+    "ours, selective checkpointing": {**OFF, "gradient_checkpointing_policy": "selective"},
+    "ours, defaults": {},  # all of the above on; what a user who changes nothing gets
+    **{f"ours, defaults, {policy} checkpointing": dict(gradient_checkpointing_policy=policy)
+       for policy in ("selective", "mlp", "full")},
+    "ours, defaults, full checkpointing of every 2nd layer": dict(gradient_checkpointing_policy="full",
+                                                                   gradient_checkpointing_kwargs={"every_n_layers": 2}),
+    "ours, defaults, no checkpointing": dict(gradient_checkpointing=False),
 }
 MAX_LENGTH = 1024
 
@@ -158,7 +165,7 @@ def worker(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--path", default="ours, all on", choices=list(PATHS))
+    parser.add_argument("--path", default="ours, defaults", choices=list(PATHS))
     parser.add_argument("--data", default="mt", choices=["mt", "chat"])
     parser.add_argument("--datasets", nargs="+", default=["mt", "chat"], choices=["mt", "chat"])
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))

@@ -162,14 +162,16 @@ class OpRecorder(TorchDispatchMode):
     """Watches every operator run inside its ``with`` block (a forward and backward, say). ``numel``: the most
     elements of any tensor an operator returned; ``squares``: how many returned tensors end in ``(length, length)``
     (a mask or score matrix over a whole row of ``length`` tokens); ``kernels``: how often each fused sdpa kernel
-    ran forward, by :data:`SDPA_KERNELS` name (none where sdpa took its math path)."""
+    ran forward, by :data:`SDPA_KERNELS` name (none where sdpa took its math path); ``calls``: how often each operator
+    ran, by aten name (``"mm"``, ``"addmm"``)."""
 
     def __init__(self, length: int | None = None):
         super().__init__()
-        self.length, self.numel, self.squares, self.kernels = length, 0, 0, Counter()
+        self.length, self.numel, self.squares, self.kernels, self.calls = length, 0, 0, Counter(), Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        self.calls[func.overloadpacket.__name__] += 1
         kernel = SDPA_KERNELS.get(func.overloadpacket.__name__)
         if kernel:
             self.kernels[kernel] += 1

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
+from .checkpointing import POLICIES
 from .loss_settings import LossSettings
 from .losses import LOSS_TYPES, summed_alphapo_note
 
@@ -101,6 +102,14 @@ class CPOConfig(TrainingArguments):
         arpo_c1, arpo_c2: ARPO's constants; the defaults 0.9 and 0.4 are the X-ALMA code's (see docs/cli.md).
 
     Beyond TRL:
+        gradient_checkpointing_policy: what a checkpointed layer keeps for the backward pass (see
+            :mod:`cpo.checkpointing`): ``selective`` keeps the outputs of its matmuls and attention kernel and
+            recomputes only the element-wise ops between them, so no matmul runs twice; ``mlp`` checkpoints only the
+            layer's MLP, selectively, and keeps the attention block's activations; ``full`` keeps nothing and runs
+            the whole layer again (transformers' and TRL's behaviour, the least memory). ``None`` (default) is
+            ``mlp``, or ``full`` where ``gradient_checkpointing_kwargs`` ask for ``use_reentrant=True`` or give a
+            ``context_fn``. It does not change what ``gradient_checkpointing`` means, and has no effect when it is
+            off.
         chunked_logits: compute log-probs from hidden states chunk by chunk, never materialising the ``(B, T, V)``
             logits, and only at completion positions (default on; the trainer falls back to the model's own head,
             with a logged reason, where the head is not a plain linear layer).
@@ -148,6 +157,14 @@ class CPOConfig(TrainingArguments):
     gradient_checkpointing: bool | None = field(
         default=True,
         metadata={"help": "Trade compute for memory: recompute activations in the backward pass."},
+    )
+    gradient_checkpointing_policy: str | None = field(
+        default=None,
+        metadata={"help": "What a checkpointed layer keeps: selective (its matmul and attention outputs; only the "
+                  "element-wise ops are recomputed), mlp (only the MLP is checkpointed, selectively) or full (nothing: "
+                  "the whole layer runs again; the least memory). Default: mlp, or full where "
+                  "gradient_checkpointing_kwargs ask for use_reentrant or their own context_fn. No effect without "
+                  "gradient_checkpointing.", "choices": list(POLICIES)},
     )
     bf16: bool | None = field(
         default=None,
@@ -244,11 +261,13 @@ class CPOConfig(TrainingArguments):
         if self.activation_checkpointing is None:
             self.activation_checkpointing = self.gradient_checkpointing
         super().__post_init__()
+        self._validate_checkpointing()  # after TrainingArguments parsed the kwargs (a JSON string on the command line)
+
+    def _fail(self, name: str, problem: str, fix: str) -> None:
+        raise ValueError(f"CPOConfig.{name}={getattr(self, name)!r} {problem}." + (f" {fix}" if fix else ""))
 
     def _validate_cpo_fields(self) -> None:
-        def fail(name: str, problem: str, fix: str) -> None:
-            raise ValueError(f"CPOConfig.{name}={getattr(self, name)!r} {problem}." + (f" {fix}" if fix else ""))
-
+        fail = self._fail
         if self.loss_type not in _CONFIG_LOSS_TYPES:
             fail("loss_type", "is not a known loss", f"Use one of: {', '.join(_CONFIG_LOSS_TYPES)}.")
         for name in ("beta", "label_smoothing", "cpo_alpha", "simpo_gamma", "alpha", "arpo_c1", "arpo_c2"):
@@ -282,6 +301,14 @@ class CPOConfig(TrainingArguments):
         if self.invalid_rows not in ("raise", "skip"):
             fail("invalid_rows", "is not a known policy", "Use 'raise' or 'skip'.")
         self._validate_trainer_numbers(fail)
+
+    def _validate_checkpointing(self) -> None:
+        policy, fail = self.gradient_checkpointing_policy, self._fail
+        if policy is not None and policy not in POLICIES:
+            fail("gradient_checkpointing_policy", "is not a known policy", f"Use one of: {', '.join(POLICIES)}.")
+        if policy not in (None, "full") and (self.activation_checkpointing_kwargs or {}).get("use_reentrant"):
+            fail("gradient_checkpointing_policy", "needs the non-reentrant checkpoint, but gradient_checkpointing_"
+                 "kwargs set use_reentrant=True", "Drop use_reentrant, or use gradient_checkpointing_policy='full'.")
 
     def _validate_trainer_numbers(self, fail) -> None:
         """Refuse, before a model loads, the training numbers that would fail later or train nothing."""

@@ -12,7 +12,8 @@ memory-efficient kernel with a materialised bias. Every block of our layouts is 
 
 Each path goes to ``scaled_dot_product_attention(..., is_causal=True)``, which takes the fused kernel on CPU and
 CUDA (FlashAttention) and skips the masked half. The only work beyond the mask's is the prompt's queries computed a
-second time in the rejected path; the only copies are the rejected path's ``q, k, v``, ``O(L)``. Naive equivalent:
+second time in the rejected path; the only copies are the paths' ``q, k, v``, gathered from each row cut once at
+every path boundary, ``O(L)``. Naive equivalent:
 :func:`naive_block_attention`, ``softmax(q k^T * scale + mask) v`` with the dense mask.
 """
 
@@ -103,9 +104,21 @@ def attention_paths(regions: list[Region]) -> list[AttentionPath]:
     return paths
 
 
-def _gather(x: torch.Tensor, row: int, spans) -> torch.Tensor:
-    """``x[row, :, spans]`` as ``(1, H, n, D)``: a view for one span, a copy for several."""
-    parts = [x[row : row + 1, :, s:e] for s, e in spans]
+def _cut(x: torch.Tensor, row: int, bounds: list[int]) -> dict[int, torch.Tensor]:
+    """``x[row]`` cut at the token positions ``bounds`` (sorted, ``0`` and ``L`` included) into ``(1, H, n, D)``
+    views, by start. One ``split``, whose backward is one ``cat``: slicing each path's spans apart would give each
+    slice a backward that zero-fills a tensor of ``x``'s size."""
+    sizes = [end - start for start, end in zip(bounds, bounds[1:])]
+    return dict(zip(bounds, x[row : row + 1].split(sizes, dim=2)))
+
+
+def _gather(pieces: dict[int, torch.Tensor], spans) -> torch.Tensor:
+    """The tokens ``spans`` of a row cut by :func:`_cut`: a view for one piece, a copy for several."""
+    parts = []
+    for start, end in spans:
+        while start < end:
+            parts.append(pieces[start])
+            start += pieces[start].shape[2]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
 
 
@@ -124,12 +137,14 @@ def block_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     """
     b, _, length, _ = query.shape
     gqa = query.shape[1] != key.shape[1]
+    cut_at: dict[int, set[int]] = {}
+    for path in paths:
+        cut_at.setdefault(path.row, {0, length}).update(t for span in path.spans for t in span)
+    cuts = {row: [_cut(x, row, sorted(at)) for x in (query, key, value)] for row, at in cut_at.items()}
     pieces: list[list[tuple[int, torch.Tensor]]] = [[] for _ in range(b)]
     for path in paths:
-        out = F.scaled_dot_product_attention(
-            _gather(query, path.row, path.spans), _gather(key, path.row, path.spans),
-            _gather(value, path.row, path.spans), is_causal=True, scale=scale, dropout_p=dropout, enable_gqa=gqa,
-        )
+        q, k, v = (_gather(cut, path.spans) for cut in cuts[path.row])
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, dropout_p=dropout, enable_gqa=gqa)
         pieces[path.row].append((path.spans[-1][1] - path.keep, out[:, :, -path.keep :]))
     rows = []
     for row_pieces in pieces:

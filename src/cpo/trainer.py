@@ -15,6 +15,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .batching import TokenBudgetBatchSampler, pair_tokens
 from .card import dataset_names, write_card
+from .checkpointing import CheckpointingPolicy
 from .config import CPOConfig
 from .distributed import check_sharding_request, enable_fsdp_on_cpu, head_sharding, warn_dropped_sharding
 from .generation import log_eval_generations
@@ -118,6 +119,7 @@ class CPOTrainer(Trainer):
             optimizers=optimizers,
             preprocess_logits_for_metrics=preprocess_logits_for_metrics,
         )
+        self.add_callback(CheckpointingPolicy())  # how checkpointed layers recompute, once train() enabled them
         self._metrics = MetricSums()
         self._eval_prefix = "eval_"
         self._guard = NonFiniteGuard(args.on_nonfinite, self.accelerator,

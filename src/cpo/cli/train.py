@@ -59,7 +59,8 @@ HELP_GROUPS = {  # the loss group is cpo.losses.loss_setting_names()
     "data": ("max_length", "max_completion_length", "prompt_overflow", "invalid_rows", "tokenize_jointly",
              "dataset_num_proc"),
     "model": ("trust_remote_code", "model_init_kwargs", "is_encoder_decoder", "disable_dropout"),
-    "speed": ("chunked_logits", "logits_chunk_size", "padding_free", "prefix_sharing", "max_tokens_per_batch"),
+    "speed": ("chunked_logits", "logits_chunk_size", "padding_free", "prefix_sharing", "max_tokens_per_batch",
+              "gradient_checkpointing_policy"),
     "checks": ("on_nonfinite", "generate_during_eval"),
 }
 TRAINER_GROUP = ("training: transformers' TrainingArguments (CPOConfig changes four defaults, as TRL does: "
