@@ -107,3 +107,10 @@ def test_every_module_imports():
                           env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(modules) > 40 and "cpo.path_attention" in modules and "cpo.routes" in modules
+
+
+def test_no_two_test_modules_share_a_name():
+    """pytest imports test modules by file name (tests/ has no packages): two of one name stop the whole collection."""
+    tests = Path(__file__).resolve().parent
+    names = sorted(p.name for p in tests.rglob("test_*.py") if "assets" not in p.parts)
+    assert len(names) > 50 and not {n for n in names if names.count(n) > 1}, [n for n in names if names.count(n) > 1]
