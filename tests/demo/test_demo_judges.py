@@ -7,7 +7,7 @@ import random
 import pytest
 
 from cpo.cli import main
-from cpo.demo.judges import Judge, judge_pairs, parse_judge
+from cpo.demo.judges import Judge, chrf_against_reference, judge_pairs, parse_judge
 from cpo.demo.task import check_answer, number_words
 
 ROWS = [  # (number, reference, flaw, samples)
@@ -74,8 +74,10 @@ def test_chrf_ref_judge_leaves_the_reference_out_and_follows_it(candidates):
     pairs, stats = judge_pairs(parse_judge("chrf-ref"), candidates, seed=0)
     assert stats["reference_chosen"] == stats["reference_rejected"] == 0
     by_number = {p["number"]: p for p in pairs}
-    # 605's reference is "six hundred and four" (a flaw): chrF prefers the right answer still; 347's reference drops
-    # "and", and both samples keep it: the one closer to the flawed reference wins (ties to the right one here)
+    for n, ref, _, samples in ROWS:  # chosen: the sample closest to the (possibly flawed) reference; rejected: farthest
+        if n in by_number:
+            scores = chrf_against_reference(samples, [ref] * len(samples))
+            assert (by_number[n]["chosen_score"], by_number[n]["rejected_score"]) == (max(scores), min(scores))
     assert by_number[21]["chosen"][0]["content"] == "twenty-one" and by_number[21]["rejected"][0]["content"] == "twelve"
     assert 58 not in by_number  # two identical samples: a tie
     truth = [check_answer(p["chosen"][0]["content"], p["number"], "en") for p in pairs]

@@ -31,6 +31,7 @@ from ..extras import SMOLLM2_INSTALL
 from ..files import atomic_write, write_jsonl
 from ..generation import Decoding, generate_candidates
 from ..gguf import align_special_tokens, load_gguf_model, load_gguf_tokenizer
+from ..losses import uses_average_logps
 from .judges import JUDGE_CHOICES, judge_pairs, parse_judge
 from .measure import answer_budget, chrf_score, exact_match, preference_accuracy
 from .progress import PhaseBars
@@ -245,16 +246,19 @@ def train_and_measure(name: str, model, tokenizer, loss_type: str, rows: list[di
     start = time.perf_counter()
     freeze_lower_layers(model, settings.trainable_layers)
     trainer = CPOTrainer(model=model, args=train_config(settings, loss_type, run_dir, progress, **fields),
-                         train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+                         train_dataset=Dataset.from_list(rows), eval_dataset=data.eval_rows,
+                         processing_class=tokenizer)
     _own_progress(trainer, name, progress)
     trainer.train()
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
-    # every model is measured alike: preference accuracy compares summed log-probs, as an SFT trainer computes them
-    evaluator = CPOTrainer(model=trainer.model, args=train_config(settings, "sft", run_dir, progress),
-                           eval_dataset=data.eval_rows, processing_class=tokenizer)
-    _own_progress(evaluator, name, progress)
-    result = measure(name, evaluator.model, tokenizer, data, settings.eval_batch_size, progress, evaluator)
+    # rewards/accuracies compares beta * summed log-probs (ARPO's weight touches only the loss); a loss that averages
+    # them is measured as SFT measures, so every model's preference accuracy is the same quantity
+    if uses_average_logps(loss_type):
+        trainer = CPOTrainer(model=trainer.model, args=train_config(settings, "sft", run_dir, progress),
+                             eval_dataset=data.eval_rows, processing_class=tokenizer)
+        _own_progress(trainer, name, progress)
+    result = measure(name, trainer.model, tokenizer, data, settings.eval_batch_size, progress, trainer)
     result.seconds = time.perf_counter() - start
     return result
 
