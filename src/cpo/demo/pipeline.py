@@ -228,7 +228,7 @@ def reference_rows(refs: list[Reference], rejected: list[str]) -> list[dict]:
              "rejected": [{"role": "assistant", "content": bad}]} for r, bad in zip(refs, rejected)]
 
 
-def _own_progress(trainer, name: str, progress: bool) -> None:
+def own_progress(trainer, name: str, progress: bool) -> None:
     """The demo's progress bars (:class:`PhaseBars`) instead of the trainer's bars and printed metrics."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -248,7 +248,7 @@ def train_and_measure(name: str, model, tokenizer, loss_type: str, rows: list[di
     trainer = CPOTrainer(model=model, args=train_config(settings, loss_type, run_dir, progress, **fields),
                          train_dataset=Dataset.from_list(rows), eval_dataset=data.eval_rows,
                          processing_class=tokenizer)
-    _own_progress(trainer, name, progress)
+    own_progress(trainer, name, progress)
     trainer.train()
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
@@ -257,7 +257,7 @@ def train_and_measure(name: str, model, tokenizer, loss_type: str, rows: list[di
     if uses_average_logps(loss_type):
         trainer = CPOTrainer(model=trainer.model, args=train_config(settings, "sft", run_dir, progress),
                              eval_dataset=data.eval_rows, processing_class=tokenizer)
-        _own_progress(trainer, name, progress)
+        own_progress(trainer, name, progress)
     result = measure(name, trainer.model, tokenizer, data, settings.eval_batch_size, progress, trainer)
     result.seconds = time.perf_counter() - start
     return result

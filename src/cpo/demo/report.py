@@ -132,7 +132,7 @@ def _short(label: str) -> str:
     return name.split(" (")[0] + (f" [{judge}" if judge else "")
 
 
-def _pyplot():
+def pyplot():
     matplotlib = require("matplotlib", "demo", "cpo demo's figures")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -140,35 +140,48 @@ def _pyplot():
     return plt
 
 
-def _save(fig, out_path: Path) -> Path:
+def save_figure(fig, out_path: Path) -> Path:
     with atomic_write(out_path, binary=True) as f:
         fig.savefig(f, format="png", dpi=110)
     return Path(out_path)
 
 
+def bar_panel(ax, title: str, labels: list[str], colours: list[str], per_model: list[list[float]]
+              ) -> tuple[list[float], list[float]]:
+    """One panel of a comparison figure: a bar per model at its mean over seeds, the sd as error bar, the mean written
+    above it. Returns ``(means, sds)``."""
+    means = [statistics.fmean(v) for v in per_model]
+    sds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in per_model]
+    bars = ax.bar(range(len(labels)), means, yerr=sds, capsize=3, color=colours)
+    ax.bar_label(bars, labels=[f"{m:.1f}" for m in means], padding=2, fontsize=7)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    return means, sds
+
+
+def finish_figure(plt, fig, title: str, out_path: Path) -> Path:
+    """Title, layout, write ``out_path`` atomically, close."""
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = save_figure(fig, out_path)
+    plt.close(fig)
+    return path
+
+
 def comparison_figure(results: dict, out_path: Path) -> Path:
     """Bar charts of exact match, chrF and preference accuracy per model (mean over seeds, sd as error bars)."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = run_rows(results["settings"])
     wide = len(rows) <= 6  # the three panels side by side; more models: one above the other
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8)) if wide else plt.subplots(3, 1, figsize=(0.7 * len(rows), 10))
     for ax, (metric, title, scale) in zip(axes, METRICS):
-        values = [[s["runs"][k][metric] * scale for s in results["seeds"]] for k, _ in rows]
-        means = [statistics.fmean(v) for v in values]
-        sds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
-        bars = ax.bar(range(len(rows)), means, yerr=sds, capsize=3, color=[COLOURS[k.split("@")[0]] for k, _ in rows])
-        ax.bar_label(bars, labels=[f"{m:.1f}" for m in means], padding=2, fontsize=7)
-        ax.set_xticks(range(len(rows)), [_short(label) for _, label in rows], rotation=30, ha="right", fontsize=7)
-        ax.set_title(title)
+        bar_panel(ax, title, [_short(label) for _, label in rows], [COLOURS[k.split("@")[0]] for k, _ in rows],
+                  [[s["runs"][k][metric] * scale for s in results["seeds"]] for k, _ in rows])
         ax.set_ylim(0, 112)
-        ax.grid(axis="y", alpha=0.3)
     s = results["settings"]
-    fig.suptitle(f"{results['model']}, numbers in {language_name(s['lang'])} words, {len(results['seeds'])} seed(s), "
-                 f"{s['eval_split']} split", fontsize=10)
-    fig.tight_layout()
-    path = _save(fig, out_path)
-    plt.close(fig)
-    return path
+    return finish_figure(plt, fig, f"{results['model']}, numbers in {language_name(s['lang'])} words, "
+                         f"{len(results['seeds'])} seed(s), {s['eval_split']} split", out_path)
 
 
 def judges_figure(results: dict, out_path: Path) -> Path:
@@ -176,7 +189,7 @@ def judges_figure(results: dict, out_path: Path) -> Path:
     left, exact match of each arm (a line through the judges, 95% t intervals over seeds), with SFT-ref and SFT on
     the references (judge-free) as bands; right, the headline, each preference arm minus SFT on the same chosen
     answers, the per-seed paired difference with its 95% t interval."""
-    plt = _pyplot()
+    plt = pyplot()
     s, seeds = results["settings"], results["seeds"]
     judges = sorted(s["judges"], key=lambda j: statistics.fmean(x["judges"][j]["pair_accuracy"] for x in seeds))
     accuracy = [statistics.fmean(x["judges"][j]["pair_accuracy"] for x in seeds) * 100 for j in judges]
@@ -211,12 +224,8 @@ def judges_figure(results: dict, out_path: Path) -> Path:
         ax.legend(fontsize=8, loc="upper left")
     left.set_ylabel(f"exact match % ({s['eval_split']}; mean, 95% interval)")
     right.set_ylabel("paired difference, points (mean, 95% t interval)")
-    fig.suptitle(f"{results['model']}: {len(seeds)} seeds, {len(seeds[0]['eval_numbers'])} {s['eval_split']} items "
-                 "each", fontsize=10)
-    fig.tight_layout()
-    path = _save(fig, out_path)
-    plt.close(fig)
-    return path
+    return finish_figure(plt, fig, f"{results['model']}: {len(seeds)} seeds, {len(seeds[0]['eval_numbers'])} "
+                         f"{s['eval_split']} items each", out_path)
 
 
 def write_report(results: dict, out_dir: Path, seconds: float) -> str:

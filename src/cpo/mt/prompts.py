@@ -48,14 +48,29 @@ def alma_prompt(source: str, src_lang: str, tgt_lang: str) -> str:
     return f"{alma_instruction(src_lang, tgt_lang)}\n{language_name(src_lang)}: {source}\n{language_name(tgt_lang)}:"
 
 
-def build_prompts(sources: Sequence[str], src_lang: str, tgt_lang: str, template: str, tokenizer) -> list[str]:
+def few_shot_prefix(shots: Sequence[tuple[str, str]], src_lang: str, tgt_lang: str) -> str:
+    """Worked examples to put before an ALMA prompt (few-shot): each ``(source, translation)`` as its own ALMA prompt
+    and answer, followed by a blank line; ``""`` for no shots.
+
+    >>> few_shot_prefix([("Guten Morgen.", "Good morning.")], "de", "en")
+    'Translate this from German to English:\\nGerman: Guten Morgen.\\nEnglish: Good morning.\\n\\n'
+    """
+    return "".join(f"{alma_prompt(s, src_lang, tgt_lang)} {t}\n\n" for s, t in shots)
+
+
+def build_prompts(sources: Sequence[str], src_lang: str, tgt_lang: str, template: str, tokenizer,
+                  shots: Sequence[tuple[str, str]] = ()) -> list[str]:
     """The prompt text of each source sentence.
 
-    ``alma``: ``"Translate this from German to English:\\nGerman: <src>\\nEnglish:"``. ``chat``: the same text as
-    a user turn, rendered by the tokenizer's chat template with the assistant's generation prompt.
+    ``alma``: ``"Translate this from German to English:\\nGerman: <src>\\nEnglish:"``, after the worked examples
+    of ``shots`` (:func:`few_shot_prefix`) if any. ``chat``: the zero-shot text as a user turn, rendered by the
+    tokenizer's chat template with the assistant's generation prompt.
     """
     if template == "alma":
-        return [alma_prompt(s, src_lang, tgt_lang) for s in sources]
+        prefix = few_shot_prefix(shots, src_lang, tgt_lang)
+        return [prefix + alma_prompt(s, src_lang, tgt_lang) for s in sources]
+    if shots:
+        raise UsageError("Worked examples (shots) go with the ALMA prompt only; use --template alma.")
     if template != "chat":
         raise UsageError(f"Unknown template {template!r}; use one of {', '.join(TEMPLATES)}.")
     if getattr(tokenizer, "chat_template", None) is None:
@@ -67,10 +82,11 @@ def build_prompts(sources: Sequence[str], src_lang: str, tgt_lang: str, template
             for s in sources]
 
 
-def prompt_ids(sources: Sequence[str], src_lang: str, tgt_lang: str, template: str, tokenizer) -> list[list[int]]:
+def prompt_ids(sources: Sequence[str], src_lang: str, tgt_lang: str, template: str, tokenizer,
+               shots: Sequence[tuple[str, str]] = ()) -> list[list[int]]:
     """Token ids of each source's prompt, exactly as the trainer tokenizes the same prompt in a preference row
     (:func:`cpo.tokenization.encode_prompts`: BOS first for ``alma``, nothing added to a chat-templated prompt)."""
     from ..tokenization import encode_prompts
 
-    prompts = build_prompts(sources, src_lang, tgt_lang, template, tokenizer)
+    prompts = build_prompts(sources, src_lang, tgt_lang, template, tokenizer, shots)
     return encode_prompts(tokenizer, prompts, templated=template == "chat")

@@ -62,15 +62,16 @@ def roundtrip_scorer(back_translate: BackTranslate) -> Callable:
 
 
 def model_back_translator(model, tokenizer, *, src_lang: str = "de", tgt_lang: str = "en", batch_size: int = 16,
-                          max_new_tokens: int = 256) -> BackTranslate:
+                          max_new_tokens: int = 256, shots: Sequence[tuple[str, str]] = ()) -> BackTranslate:
     """Translate ``tgt_lang`` texts back into ``src_lang`` with ``model``: the ALMA prompt
-    (``Translate this from English to German:``), greedy, up to the first newline (:func:`cpo.mt.translate.translate`).
+    (``Translate this from English to German:``), greedy, up to the first newline (:func:`cpo.mt.translate.translate`);
+    ``shots`` are worked ``(tgt_lang text, src_lang text)`` examples before each prompt (few-shot).
     """
     alma_instruction(tgt_lang, src_lang)  # an unknown language code fails here, before any generation
 
     def back_translate(texts: list[str]) -> list[str]:
         return translate(model, tokenizer, texts, src_lang=tgt_lang, tgt_lang=src_lang, batch_size=batch_size,
-                         max_new_tokens=max_new_tokens, progress=False)
+                         max_new_tokens=max_new_tokens, progress=False, shots=shots)
 
     return back_translate
 

@@ -30,10 +30,11 @@ def _stops(template: str) -> tuple[str, ...]:
 
 
 def translate(model, tokenizer, sources: Sequence[str], *, src_lang: str, tgt_lang: str, template: str = "alma",
-              batch_size: int = 16, max_new_tokens: int = 256, num_beams: int = 1, progress: bool = True
-              ) -> list[str]:
-    """Translate each source sentence; returns the cleaned hypotheses (one line each)."""
-    ids = prompt_ids(sources, src_lang, tgt_lang, template, tokenizer)
+              batch_size: int = 16, max_new_tokens: int = 256, num_beams: int = 1, progress: bool = True,
+              shots: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """Translate each source sentence; returns the cleaned hypotheses (one line each). ``shots``: worked
+    ``(source, translation)`` examples before each ALMA prompt (few-shot, :func:`cpo.mt.prompts.few_shot_prefix`)."""
+    ids = prompt_ids(sources, src_lang, tgt_lang, template, tokenizer, shots)
     texts = generate_texts(model, tokenizer, ids, Decoding(max_new_tokens=max_new_tokens, num_beams=num_beams),
                            batch_size=batch_size, stop_strings=_stops(template), progress=progress,
                            desc="Translating")
