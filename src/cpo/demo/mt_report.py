@@ -8,10 +8,9 @@ import statistics
 from pathlib import Path
 
 from ..files import atomic_write
-from ..plot import plot_training_curves
 from .mt_pipeline import BASE, STAGE1
 from .pipeline import ARMS, MORE_REFS, run_key
-from .report import COLOURS, bar_panel, finish_figure, pyplot
+from .report import COLOURS, bar_panel, closing_text, finish_figure, pyplot, stage2_curves
 from .stats import outcome, paired_difference
 
 METRICS = (("chrf", "chrF"), ("bleu", "BLEU"), ("roundtrip", "round-trip chrF"))
@@ -155,11 +154,8 @@ def write_mt_report(results: dict, out_dir: Path, seconds: float) -> str:
     with atomic_write(out_dir / "table.md") as f:
         f.write(table + "\n")
     figures = [mt_figure(results, out_dir / "mt.png")]
-    first = out_dir / f"seed{results['seeds'][0]['seed']}"
-    rows = [(k, label) for k, label in mt_run_rows(results["settings"]) if k not in (BASE[0], STAGE1[0])]
-    figures.append(plot_training_curves([str(first / k.replace("@", "-")) for k, _ in rows],
-                                        str(out_dir / "training_curves.png"),
-                                        labels=[label.removeprefix("+ ") for _, label in rows]))
+    rows = [(k, label) for k, label in mt_run_rows(results["settings"]) if k not in ONCE]
+    figures.append(stage2_curves(results, out_dir, [k for k, _ in rows], [lb.removeprefix("+ ") for _, lb in rows]))
     s = results["settings"]
     header = (f"{results['model']}, German to English (WMT); stage 1 {s['stage1_steps']} steps, every stage-2 run "
               f"{s['steps']} steps x {s['batch_size']}, lr {s['learning_rate']:g}, beta {s['beta']:g}, top "
@@ -167,5 +163,4 @@ def write_mt_report(results: dict, out_dir: Path, seconds: float) -> str:
               f"{s['pref_prompts']} preference prompts a seed; judges {', '.join(s['judges'])}; "
               f"{results['threads']} threads:")
     return "\n\n".join(["", header, table, differences_text(results), judges_text(results), examples_text(results),
-                        f"Figures: {', '.join(map(str, figures))}; details: {out_dir / 'results.json'}\n"
-                        f"Wall time: {seconds:.0f} s (loading {results['load_seconds']:.0f} s)."])
+                        closing_text(results, out_dir, figures, seconds)])

@@ -237,10 +237,8 @@ def write_report(results: dict, out_dir: Path, seconds: float) -> str:
     figures = [comparison_figure(results, out_dir / "comparison.png")]
     if len(results["settings"]["judges"]) > 1:
         figures.append(judges_figure(results, out_dir / "judges.png"))
-    first = out_dir / f"seed{results['seeds'][0]['seed']}"
     rows = [(k, label) for k, label in run_rows(results["settings"]) if k != STAGE1[0]]
-    figures.append(plot_training_curves([str(first / k.replace("@", "-")) for k, _ in rows],
-                                        str(out_dir / "training_curves.png"), labels=[_short(lb) for _, lb in rows]))
+    figures.append(stage2_curves(results, out_dir, [k for k, _ in rows], [_short(lb) for _, lb in rows]))
     s = results["settings"]
     header = (f"{results['model']}, numbers 0-{s['high']} in {language_name(s['lang'])} words; {s['flaw_share']:.0%} "
               f"of training references flawed; {s['num_samples']} samples at temperature {s['temperature']}"
@@ -248,5 +246,17 @@ def write_report(results: dict, out_dir: Path, seconds: float) -> str:
               f"{s['steps']} steps x {s['batch_size']}, lr {s['learning_rate']:g}, beta {s['beta']:g}, top "
               f"{s['trainable_layers']} layers; {results['threads']} threads:")
     return "\n\n".join(["", header, table, comparison_text(results), pairs_text(results), examples_text(results),
-                         f"Figures: {', '.join(map(str, figures))}; details: {out_dir / 'results.json'}\n"
-                         f"Wall time: {seconds:.0f} s (loading {results['load_seconds']:.0f} s)."])
+                         closing_text(results, out_dir, figures, seconds)])
+
+
+def stage2_curves(results: dict, out_dir: Path, keys: list[str], labels: list[str]) -> Path:
+    """``training_curves.png``: the logged curves of the first seed's runs ``keys`` (their folders in ``seedN``)."""
+    first = out_dir / f"seed{results['seeds'][0]['seed']}"
+    return plot_training_curves([str(first / k.replace("@", "-")) for k in keys], str(out_dir / "training_curves.png"),
+                                labels=labels)
+
+
+def closing_text(results: dict, out_dir: Path, figures: list[Path], seconds: float) -> str:
+    """The report's last lines: where the figures and the details are, and the wall time."""
+    return (f"Figures: {', '.join(map(str, figures))}; details: {out_dir / 'results.json'}\n"
+            f"Wall time: {seconds:.0f} s (loading {results['load_seconds']:.0f} s).")
