@@ -102,6 +102,19 @@ def reset_peak_rss() -> bool:
         return False
 
 
+def trim_heap() -> bool:
+    """Collect garbage and hand the C heap's free memory back to the system (glibc's ``malloc_trim``), so that memory
+    a loader freed but the heap kept is not counted in a later peak; False where there is no glibc."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 def peak_rss_bytes() -> int:
     try:
         for line in open("/proc/self/status"):

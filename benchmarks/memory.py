@@ -12,6 +12,11 @@ Model: Qwen2 from config, hidden 512, 4 layers, tied embeddings; 8 pairs per bat
 checkpointing too); ``ours-default-<policy>-gc`` the same with ``gradient_checkpointing_policy=<policy>``
 (``selective``, ``mlp``, ``full``), ``ours-default-no-gc`` without checkpointing.
 Usage: ``python benchmarks/memory.py [--vocab 32000 151936]``.
+
+``--model gemma3-270m``: the whole step of Gemma 3 270M (the translation demo's model, V = 262144, tied embeddings,
+loaded from its GGUF as float32, every parameter trainable), TRL 1.16 against ours with every default, on one batch of
+real translation pairs (:func:`mt_rows`) at both trainers' default ``max_length``, which truncates none of them. Needs
+the demo's model packages (``cpo.demo.gemma``).
 """
 
 from __future__ import annotations
@@ -30,9 +35,12 @@ from common import (
     rss_bytes,
     run_worker,
     step_clock,
+    trim_heap,
 )
 
 PATHS = ["ours-chunked", "ours-naive", "trl", *DEFAULT_PATHS]
+GEMMA_PATHS = ["trl", "ours-default"]
+GEMMA_MAX_LENGTH = 1024  # TRL's and our default
 GIB = 2**30
 
 
@@ -44,6 +52,36 @@ def rows(tokenizer_vocab: int, pairs: int, seq: int, seed: int = 0):
     half = seq // 2 - 1  # plus BOS on the prompt and EOS on each completion: every sequence is exactly `seq`
     return [{"prompt": words(gen, half, tokenizer_vocab), "chosen": " " + words(gen, half, tokenizer_vocab),
              "rejected": " " + words(gen, half, tokenizer_vocab)} for _ in range(pairs)]
+
+
+def mt_rows(pairs: int) -> list[dict]:
+    """``pairs`` translation pairs from the first WMT'21 de-en dev sentences: pair i is sentence i's ALMA prompt, its
+    reference as chosen and sentence i+1's reference as rejected."""
+    from cpo.demo.mt_data import load_slice
+    from cpo.mt.prompts import alma_prompt
+
+    dev = load_slice("dev")[: pairs + 1]
+    return [{"prompt": alma_prompt(s.de, "de", "en"), "chosen": " " + s.en, "rejected": " " + nxt.en}
+            for s, nxt in zip(dev, dev[1:])]
+
+
+def sequence_lengths(tokenizer, rows_: list[dict]) -> list[int]:
+    """Tokens of each of the 2 x pairs sequences, chosen ones first, as both trainers lay them out: BOS (where the
+    tokenizer has one), ``prompt + answer`` tokenized as one string, EOS."""
+    bos = int(tokenizer.bos_token_id is not None)
+    return [bos + len(tokenizer(row["prompt"] + row[side], add_special_tokens=False)["input_ids"]) + 1
+            for side in ("chosen", "rejected") for row in rows_]
+
+
+def gemma_setup(pairs: int):
+    """Gemma 3 270M as ``cpo demo --task mt`` loads it, its tokenizer, and :func:`mt_rows`."""
+    from cpo.demo.gemma import gemma_gguf_path
+    from cpo.gguf import align_special_tokens, load_gguf_model, load_gguf_tokenizer
+
+    path = gemma_gguf_path()
+    model, tokenizer = load_gguf_model(path), load_gguf_tokenizer(path)
+    align_special_tokens(model, tokenizer)
+    return model, tokenizer, mt_rows(pairs)
 
 
 def loss_path(path: str, hidden, weight, prompt: int, pairs: int):
@@ -110,11 +148,23 @@ def worker_step(args) -> dict:
     from common import word_tokenizer
     from datasets import Dataset
 
-    tok = word_tokenizer(args.vocab)
-    data = Dataset.from_list(rows(args.vocab, args.pairs, args.seq))
+    extra = {}
+    if args.model == "gemma3-270m":
+        model, tok, data = gemma_setup(args.pairs)
+        trim_heap()  # the GGUF loader's freed buffers, which glibc may keep (0 to 0.6 GiB from run to run)
+        max_length = GEMMA_MAX_LENGTH
+        lengths = sequence_lengths(tok, data)
+        if max(lengths) > max_length:
+            raise ValueError(f"a sequence of {max(lengths)} tokens would be cut at max_length={max_length}")
+        extra = {"vocab": model.config.vocab_size, "trainable_params": sum(p.numel() for p in model.parameters()
+                                                                           if p.requires_grad),
+                 "tokens": sum(lengths), "longest": max(lengths), "max_length": max_length}
+    else:
+        model, tok, data = qwen2_model(args.vocab), word_tokenizer(args.vocab), rows(args.vocab, args.pairs, args.seq)
+        max_length = args.seq
     common = dict(output_dir=f"/tmp/cpo-bench-{args.path}", per_device_train_batch_size=args.pairs, max_steps=2,
                   logging_steps=1, learning_rate=1e-5, report_to="none", save_strategy="no", disable_tqdm=True,
-                  bf16=False, max_length=args.seq)
+                  bf16=False, max_length=max_length)
     if args.path == "trl":
         from trl.experimental.cpo import CPOConfig, CPOTrainer
         config = CPOConfig(**common)
@@ -126,14 +176,15 @@ def worker_step(args) -> dict:
                                                      gradient_checkpointing_policy="full")
         config = CPOConfig(**common, **flags)
     timer = step_clock()
-    trainer = CPOTrainer(model=qwen2_model(args.vocab), args=config, processing_class=copy.deepcopy(tok),
-                         train_dataset=data, callbacks=[timer])
+    trainer = CPOTrainer(model=model, args=config, processing_class=copy.deepcopy(tok),
+                         train_dataset=Dataset.from_list(data), callbacks=[timer])
     reset_peak_rss()
     base = rss_bytes()
     trainer.train()
     loss = next(h["loss"] for h in trainer.state.log_history if "loss" in h)
-    return {"peak_gib": round(peak_rss_bytes() / GIB, 3), "peak_over_setup_gib": round((peak_rss_bytes() - base) / GIB, 3),
-            "seconds": round(timer.times[-1], 2), "first_loss": round(float(loss), 4), "threads": torch.get_num_threads()}
+    return {**extra, "peak_gib": round(peak_rss_bytes() / GIB, 3),
+            "peak_over_setup_gib": round((peak_rss_bytes() - base) / GIB, 3), "seconds": round(timer.times[-1], 2),
+            "first_loss": round(float(loss), 4), "threads": torch.get_num_threads()}
 
 
 def worker(args) -> None:
@@ -153,10 +204,13 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="step", choices=["step", "loss"])
     parser.add_argument("--path", default="ours-chunked", choices=PATHS)
+    parser.add_argument("--model", default="qwen2", choices=["qwen2", "gemma3-270m"],
+                        help="qwen2: from config, at each --vocab and --seq; gemma3-270m: the whole step only, on "
+                             "translation pairs, paths trl and ours-default unless --paths says")
     parser.add_argument("--vocab", type=int, nargs="+", default=[32000, 151936])
     parser.add_argument("--seq", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--pairs", type=int, default=8)
-    parser.add_argument("--paths", nargs="+", default=PATHS, choices=PATHS)
+    parser.add_argument("--paths", nargs="+", default=None, choices=PATHS)
     parser.add_argument("--modes", nargs="+", default=["loss", "step"], choices=["loss", "step"])
     parser.add_argument("--limit_gib", type=float, default=20.0)
     parser.add_argument("--timeout", type=float, default=1800.0)
@@ -164,16 +218,28 @@ def main() -> None:
     if args.worker:
         args.vocab, args.seq = args.vocab[0], args.seq[0]
         return worker(args)
+    if args.model == "gemma3-270m":
+        return main_gemma(args)
     emit({"benchmark": "memory", "machine": machine(), "pairs": args.pairs, "hidden": 512, "layers": 4})
     for vocab in args.vocab:
         for seq in args.seq:
             for mode in args.modes:
-                for path in args.paths:
+                for path in args.paths or PATHS:
                     if mode == "loss" and path.startswith("ours-default"):
                         continue  # the loss path of ours-default is ours-chunked
                     result = run_worker(["--mode", mode, "--path", path, "--vocab", str(vocab), "--seq", str(seq),
                                          "--pairs", str(args.pairs), "--limit_gib", str(args.limit_gib)], args.timeout)
                     emit({"mode": mode, "path": path, "vocab": vocab, "seq": seq, **result})
+
+
+def main_gemma(args) -> None:
+    """The whole step of Gemma 3 270M per path, each in a fresh process."""
+    emit({"benchmark": "memory", "model": args.model, "machine": machine(), "pairs": args.pairs,
+          "rows": "mt_rows: WMT'21 de-en dev, ALMA prompt, next sentence's reference rejected"})
+    for path in args.paths or GEMMA_PATHS:
+        result = run_worker(["--model", args.model, "--path", path, "--pairs", str(args.pairs),
+                             "--limit_gib", str(args.limit_gib)], args.timeout)
+        emit({"mode": "step", "model": args.model, "path": path, "pairs": args.pairs, **result})
 
 
 if __name__ == "__main__":
