@@ -51,9 +51,9 @@ def step(path: str, q, k, v, unit_ids, branch_ids):
 
     g = HEADS // KV_HEADS
     if path == "paths (ours)":
-        from cpo.path_attention import attention_paths, block_attention, block_regions
+        from cpo.path_attention import attention_paths, block_attention, block_regions, path_plan
 
-        paths = attention_paths(block_regions(unit_ids, branch_ids))
+        paths = path_plan(attention_paths(block_regions(unit_ids, branch_ids)), *unit_ids.shape)
         choice = torch._fused_sdp_choice(q, k, v, None, 0.0, True, enable_gqa=True)
         return block_attention(q, k, v, paths, DIM**-0.5), choice
     if path == "query-chunked":

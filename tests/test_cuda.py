@@ -25,6 +25,7 @@ from cpo.path_attention import (
     block_attention,
     block_regions,
     naive_block_attention,
+    path_plan,
     use_path_attention,
 )
 
@@ -65,7 +66,7 @@ def test_path_attention_bf16(device, layout):
     gen = torch.Generator().manual_seed(0)
     qkv = [torch.randn(rows, h, length, 64, generator=gen).to(device, torch.bfloat16) for h in (8, 2, 2)]
     weights = torch.randn(rows, 8, length, 64, generator=gen).to(device)
-    paths = attention_paths(block_regions(unit_ids.cpu(), branch_ids.cpu()))
+    paths = path_plan(attention_paths(block_regions(unit_ids.cpu(), branch_ids.cpu())), rows, length).to(device)
 
     def outputs(fn, dtype):
         q, k, v = (t.to(dtype).requires_grad_(True) for t in qkv)

@@ -17,6 +17,7 @@ from cpo.path_attention import (
     block_attention,
     block_regions,
     naive_block_attention,
+    path_plan,
     restore_sdpa,
     use_path_attention,
 )
@@ -44,6 +45,27 @@ def test_paths_of_a_shared_pair_by_hand():
     assert paths == [AttentionPath(0, ((0, 5),), 5), AttentionPath(0, ((0, 3), (5, 6)), 1)]
 
 
+def test_plan_of_two_rows_by_hand():
+    """Rows of 8 tokens. Row 0 holds the shared pair above: paths ``a`` (5 tokens) and ``b`` (prompt + rejected, 4,
+    1 kept). Row 1 holds, packed, one sequence ``c`` of 7 tokens, or two, ``d`` and ``e``, of 4.
+
+    ``c, a, b``, longest first: ``c`` and ``a`` padded to 7 cost 2 * 49 = 98 <= 1.5 * (49 + 25); adding ``b``,
+    3 * 49 = 147 > 1.5 * (74 + 16), so ``b`` runs alone. ``a, b, d, e`` pad to 5: 4 * 25 = 100 <= 1.5 * 73, one
+    batch. The scatter sends every kept token to its slot, the rest (row 0's padding) to the zero row."""
+    a, b = AttentionPath(0, ((0, 5),), 5), AttentionPath(0, ((0, 3), (5, 6)), 1)
+    c = AttentionPath(1, ((0, 7),), 7)
+    d, e = AttentionPath(1, ((0, 4),), 4), AttentionPath(1, ((4, 8),), 4)
+    plan = path_plan([a, b, c], 2, 8)
+    assert [(g.count, g.width) for g in plan.groups] == [(2, 7), (1, 4)]
+    assert plan.groups[0].gather.tolist() == [8, 9, 10, 11, 12, 13, 14] + [0, 1, 2, 3, 4, 0, 0]
+    assert plan.groups[1].gather.tolist() == [0, 1, 2, 5]
+    assert plan.scatter.tolist() == [7, 8, 9, 10, 11, 17, 18, 18] + [0, 1, 2, 3, 4, 5, 6, 18]
+    plan = path_plan([a, b, d, e], 2, 8)
+    assert [(g.count, g.width) for g in plan.groups] == [(4, 5)]
+    assert plan.groups[0].gather.tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 5, 0, 8, 9, 10, 11, 0, 12, 13, 14, 15, 0]
+    assert plan.scatter.tolist() == [0, 1, 2, 3, 4, 8, 20, 20] + [10, 11, 12, 13, 15, 16, 17, 18]
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_regions_and_paths_cover_exactly_the_dense_mask(layout):
     batch = PreferenceCollator(0, **layout)(features(LENGTHS))
@@ -68,8 +90,9 @@ def test_regions_and_paths_cover_exactly_the_dense_mask(layout):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("heads,kv_heads", [(4, 4), (4, 2), (6, 1)])
-def test_block_attention_equals_dense_mask_attention(layout, heads, kv_heads):
+@pytest.mark.parametrize("heads,kv_heads,slack", [(4, 4, 1.5), (4, 2, 1.5), (6, 1, 1.5), (4, 2, 1.0), (4, 2, 1e9)])
+def test_block_attention_equals_dense_mask_attention(layout, heads, kv_heads, slack):
+    """Every path alone where lengths differ (slack 1), the default grouping, and all paths in one padded batch."""
     batch = PreferenceCollator(0, **layout)(features(LENGTHS))
     unit_ids, branch_ids = batch["unit_ids"], batch["branch_ids"]
     rows, length = unit_ids.shape
@@ -78,7 +101,8 @@ def test_block_attention_equals_dense_mask_attention(layout, heads, kv_heads):
     k = torch.randn(rows, kv_heads, length, 8, dtype=torch.float64, generator=gen, requires_grad=True)
     v = torch.randn(rows, kv_heads, length, 5, dtype=torch.float64, generator=gen, requires_grad=True)
     weights = torch.randn(rows, heads, length, 5, dtype=torch.float64, generator=gen)
-    got = block_attention(q, k, v, attention_paths(block_regions(unit_ids, branch_ids)), 0.3)
+    plan = path_plan(attention_paths(block_regions(unit_ids, branch_ids)), rows, length, slack)
+    got = block_attention(q, k, v, plan, 0.3)
     expected = naive_block_attention(q, k, v, unit_ids, branch_ids, 0.3)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
     got_grads = torch.autograd.grad((got * weights).sum(), (q, k, v))

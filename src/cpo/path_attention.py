@@ -10,10 +10,11 @@ memory-efficient kernel with a materialised bias. Every block of our layouts is 
 - a shared pair is two: ``prompt + chosen`` (every output kept) and ``prompt + rejected`` (the rejected outputs
   kept; the rejected tokens see the prompt and themselves, exactly as the mask says).
 
-Each path goes to ``scaled_dot_product_attention(..., is_causal=True)``, which takes the fused kernel on CPU and
-CUDA (FlashAttention) and skips the masked half. The only work beyond the mask's is the prompt's queries computed a
-second time in the rejected path; the only copies are the paths' ``q, k, v``, gathered from each row cut once at
-every path boundary, ``O(L)``. Naive equivalent:
+The paths go, right-padded into batches of similar length (:func:`path_plan`), to
+``scaled_dot_product_attention(..., is_causal=True)``, which takes the fused kernel on CPU and CUDA (FlashAttention)
+and skips the masked half. The only work beyond the mask's is the prompt's queries computed a second time in the
+rejected path, and the padding of a batch (bounded by the plan); the only copies are the paths' ``q, k, v``, gathered
+from the rows with one index each, ``O(L)``. Naive equivalent:
 :func:`naive_block_attention`, ``softmax(q k^T * scale + mask) v`` with the dense mask.
 """
 
@@ -104,61 +105,92 @@ def attention_paths(regions: list[Region]) -> list[AttentionPath]:
     return paths
 
 
-def _cut(x: torch.Tensor, row: int, bounds: list[int]) -> dict[int, torch.Tensor]:
-    """``x[row]`` cut at the token positions ``bounds`` (sorted, ``0`` and ``L`` included) into ``(1, H, n, D)``
-    views, by start. One ``split``, whose backward is one ``cat``: slicing each path's spans apart would give each
-    slice a backward that zero-fills a tensor of ``x``'s size."""
-    sizes = [end - start for start, end in zip(bounds, bounds[1:])]
-    return dict(zip(bounds, x[row : row + 1].split(sizes, dim=2)))
+@dataclass(frozen=True)
+class PathGroup:
+    """Paths run as one sdpa batch: ``count`` paths right-padded to ``width`` tokens; ``gather`` (``count * width``)
+    holds each slot's token as an index into the flattened ``(B * L)`` tokens (``0`` for padding)."""
+
+    gather: torch.Tensor
+    count: int
+    width: int
 
 
-def _gather(pieces: dict[int, torch.Tensor], spans) -> torch.Tensor:
-    """The tokens ``spans`` of a row cut by :func:`_cut`: a view for one piece, a copy for several."""
-    parts = []
-    for start, end in spans:
-        while start < end:
-            parts.append(pieces[start])
-            start += pieces[start].shape[2]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+@dataclass(frozen=True)
+class PathPlan:
+    """How :func:`block_attention` runs a batch's paths: its :class:`PathGroup` s, and ``scatter`` (``B * L``), each
+    token's kept output as an index into the groups' flattened outputs, concatenated and followed by one zero row
+    (the output of padding, which no path keeps)."""
+
+    groups: tuple[PathGroup, ...]
+    scatter: torch.Tensor
+
+    def to(self, device) -> PathPlan:
+        groups = tuple(PathGroup(g.gather.to(device), g.count, g.width) for g in self.groups)
+        return PathPlan(groups, self.scatter.to(device))
 
 
-def block_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, paths: list[AttentionPath],
+def path_plan(paths: list[AttentionPath], rows: int, length: int, slack: float = 1.5) -> PathPlan:
+    """Group ``paths`` of ``rows`` rows of ``length`` tokens into sdpa batches (see :func:`block_attention`).
+
+    Right padding is exact: a causal query never sees the keys after it, so a real query sees only its own path's
+    tokens. Padding costs compute, so paths are taken longest first and a group closes when running it padded would
+    cost more than ``slack`` times its paths' own causal work (``count * width^2`` against the sum of squared
+    lengths); paths of similar length, a batch of MT pairs, run as one call.
+    """
+    order = sorted(paths, key=lambda p: -sum(e - s for s, e in p.spans))
+    chunks: list[list[AttentionPath]] = []
+    squares = 0
+    for path in order:
+        n = sum(e - s for s, e in path.spans)
+        if chunks:
+            width = sum(e - s for s, e in chunks[-1][0].spans)
+            if (len(chunks[-1]) + 1) * width * width <= slack * (squares + n * n):
+                chunks[-1].append(path)
+                squares += n * n
+                continue
+        chunks.append([path])
+        squares = n * n
+    scatter = torch.full((rows * length,), -1, dtype=torch.long)
+    groups, offset = [], 0
+    for chunk in chunks:
+        width = sum(e - s for s, e in chunk[0].spans)
+        gather = torch.zeros(len(chunk) * width, dtype=torch.long)
+        for i, path in enumerate(chunk):
+            tokens = torch.cat([torch.arange(s, e) for s, e in path.spans]) + path.row * length
+            gather[i * width : i * width + len(tokens)] = tokens
+            kept = slice(len(tokens) - path.keep, len(tokens))
+            scatter[tokens[kept]] = torch.arange(kept.start, kept.stop) + offset + i * width
+        groups.append(PathGroup(gather, len(chunk), width))
+        offset += len(chunk) * width
+    return PathPlan(tuple(groups), scatter.masked_fill_(scatter < 0, offset))
+
+
+def block_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, plan: PathPlan,
                     scale: float, dropout: float = 0.0) -> torch.Tensor:
-    """Attention over :class:`AttentionPath` s, one fused causal sdpa call each.
+    """Attention over :class:`AttentionPath` s: one fused causal sdpa call per :class:`PathGroup`, its paths
+    gathered from the rows (one ``index_select`` per tensor, whose backward is one ``index_add``) and the kept
+    outputs scattered back with one more; a handful of operators a layer, whatever the number of paths.
 
     Args:
         query: ``(B, H, L, D)``; key: ``(B, Hkv, L, D)``; value: ``(B, Hkv, L, Dv)``, ``H`` a multiple of ``Hkv``.
-        paths: :func:`attention_paths` of :func:`block_regions` for these rows.
+        plan: :func:`path_plan` of :func:`attention_paths` of :func:`block_regions` for these rows.
         scale: the factor on ``q k^T``.
         dropout: attention dropout probability (training only).
 
     Returns:
         ``(B, H, L, Dv)``, zero at tokens of no path (padding).
     """
-    b, _, length, _ = query.shape
-    gqa = query.shape[1] != key.shape[1]
-    cut_at: dict[int, set[int]] = {}
-    for path in paths:
-        cut_at.setdefault(path.row, {0, length}).update(t for span in path.spans for t in span)
-    cuts = {row: [_cut(x, row, sorted(at)) for x in (query, key, value)] for row, at in cut_at.items()}
-    pieces: list[list[tuple[int, torch.Tensor]]] = [[] for _ in range(b)]
-    for path in paths:
-        q, k, v = (_gather(cut, path.spans) for cut in cuts[path.row])
+    b, heads, length, _ = query.shape
+    gqa = heads != key.shape[1]
+    tokens = [x.transpose(1, 2).reshape(b * length, x.shape[1], x.shape[3]) for x in (query, key, value)]
+    outs = []
+    for group in plan.groups:
+        q, k, v = (x.index_select(0, group.gather).view(group.count, group.width, *x.shape[1:]).transpose(1, 2)
+                   for x in tokens)
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, dropout_p=dropout, enable_gqa=gqa)
-        pieces[path.row].append((path.spans[-1][1] - path.keep, out[:, :, -path.keep :]))
-    rows = []
-    for row_pieces in pieces:
-        row_pieces.sort(key=lambda piece: piece[0])
-        parts, at = [], 0
-        for start, out in row_pieces:
-            if start > at:
-                parts.append(value.new_zeros(1, query.shape[1], start - at, value.shape[-1]))
-            parts.append(out)
-            at = start + out.shape[2]
-        if at < length:
-            parts.append(value.new_zeros(1, query.shape[1], length - at, value.shape[-1]))
-        rows.append(torch.cat(parts, dim=2))
-    return torch.cat(rows, dim=0)
+        outs.append(out.transpose(1, 2).reshape(group.count * group.width, heads, out.shape[-1]))
+    outs.append(value.new_zeros(1, heads, value.shape[-1]))
+    return torch.cat(outs).index_select(0, plan.scatter).view(b, length, heads, -1).transpose(1, 2)
 
 
 def naive_block_attention(query, key, value, unit_ids, branch_ids, scale):
@@ -172,10 +204,10 @@ def naive_block_attention(query, key, value, unit_ids, branch_ids, scale):
 
 @dataclass
 class PathLayout:
-    """What :func:`path_attention_forward` needs of a packed or shared batch: its causal paths, and the ids a dense mask is
+    """What :func:`path_attention_forward` needs of a packed or shared batch: the plan of its causal paths, and the ids a dense mask is
     built from where a layer needs one (a sliding window)."""
 
-    paths: list[AttentionPath]
+    plan: PathPlan
     unit_ids: torch.Tensor
     branch_ids: torch.Tensor
     position_ids: torch.Tensor
@@ -193,14 +225,16 @@ def path_attention_inputs(batch: dict[str, torch.Tensor]) -> dict:
     :class:`PathLayout`, and an empty 4D mask (transformers passes a 4D mask through untouched, so it builds no
     ``(L, L)`` mask)."""
     unit_ids, branch_ids = batch["unit_ids"], batch["branch_ids"]
+    rows, length = unit_ids.shape
     paths = attention_paths(block_regions(unit_ids.cpu(), branch_ids.cpu()))
-    return {"cpo_path_layout": PathLayout(paths, unit_ids, branch_ids, batch["position_ids"]),
+    plan = path_plan(paths, rows, length).to(unit_ids.device)
+    return {"cpo_path_layout": PathLayout(plan, unit_ids, branch_ids, batch["position_ids"]),
             "attention_mask": torch.ones((unit_ids.shape[0], 1, 0, 0), dtype=torch.bool, device=unit_ids.device)}
 
 
 def path_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     """transformers attention function of :data:`PATH_ATTENTION`: a batch with a ``cpo_path_layout`` runs
-    :func:`block_attention` (fused causal sdpa per path, no ``(L, L)`` mask); a layer with a sliding
+    :func:`block_attention` (fused causal sdpa over the paths, no ``(L, L)`` mask); a layer with a sliding
     window runs sdpa with the layout's dense mask; any other call is sdpa exactly as the model had it."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -211,7 +245,7 @@ def path_attention_forward(module, query, key, value, attention_mask, dropout=0.
             attention_mask = layout.dense_mask(window)
         else:
             scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-            out = block_attention(query, key, value, layout.paths, scale, dropout if module.training else 0.0)
+            out = block_attention(query, key, value, layout.plan, scale, dropout if module.training else 0.0)
             return out.transpose(1, 2).contiguous(), None
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
