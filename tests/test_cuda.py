@@ -58,7 +58,7 @@ def test_chunked_head_bf16(device, seed):
 
 @pytest.mark.parametrize("layout", ATTENTION_LAYOUTS)
 def test_path_attention_bf16(device, layout):
-    """block_attention (fused causal sdpa per path) against the dense-mask attention: output and q, k, v gradients;
+    """block_attention (fused causal sdpa over batches of paths) against the dense-mask attention: output and q, k, v gradients;
     8 query heads on 2 key/value heads of dimension 64, as Qwen2-0.5B has (14 on 2)."""
     batch = PreferenceCollator(0, **layout)(features(LENGTHS))
     unit_ids, branch_ids = batch["unit_ids"].to(device), batch["branch_ids"].to(device)

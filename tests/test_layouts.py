@@ -113,7 +113,7 @@ LAYOUTS = {"packed": dict(packed=True), "shared": dict(shared_prompt=True), "bot
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("loss_type,chunked", [("sigmoid", True), ("simpo", False), ("ipo", True)])
 def test_layouts_equal_padded_reference(arch, attn, layout, loss_type, chunked):
-    """Against the padded layout with the model's own attention (sdpa for ``paths``: fused causal sdpa per path)."""
+    """Against the padded layout with the model's own attention (sdpa for ``paths``: fused causal sdpa over the paths)."""
     build = tiny_qwen2 if arch == "qwen2" else tiny_llama
     model = build(257, attn_implementation="sdpa" if attn == "paths" else attn)
     features = pairs_with_varied_lengths(257)

@@ -30,7 +30,7 @@ def test_an_sdpa_model_gets_path_attention_and_one_row_an_eager_model_the_dense_
         assert (collator.packed, collator.shared_prompt, collator.max_row_tokens) == (True, True, row_tokens)
         assert routes.head is not None and routes.notes[:3] == (
             "chunked log-probs: on", "padding-free packing: on", "prefix sharing: on")
-        assert ("attention: fused causal sdpa per path (no (L, L) mask)" in routes.notes) == (attn == "sdpa")
+        assert ("attention: fused causal sdpa over the paths (no (L, L) mask)" in routes.notes) == (attn == "sdpa")
 
 
 def test_layouts_turned_off_leave_the_model_on_sdpa(tmp_path):

@@ -202,7 +202,7 @@ def select_layout(model, args, pad_token_id: int, attn_impl: str, router_logits:
     if not (packed or shared):
         attn_impl = restore_sdpa(model)
     elif attn_impl == PATH_ATTENTION:
-        notes.append("attention: fused causal sdpa per path (no (L, L) mask)")
+        notes.append("attention: fused causal sdpa over the paths (no (L, L) mask)")
     return PreferenceCollator(pad_token_id, packed=packed, shared_prompt=shared, max_row_tokens=row_tokens), attn_impl
 
 
