@@ -19,7 +19,9 @@ Distance to the machine's limit (``flops.py``): the run first measures the fp32 
 same threads); each path then reports the FLOP/s it *executes* (FlopCounterMode over the timed steps' batches:
 recompute, padding and full logits included) and the *useful* FLOP/s, ``6 N U + 6 H V C`` (``N`` non-embedding
 parameters, ``U`` unique tokens with the prompt once, ``H x V`` the LM head, ``C`` completion tokens), each also as a
-fraction of the peak. ``--profile`` prints the top operators of one profiled step (``torch.profiler``).
+fraction of the peak. ``--profile`` prints the top operators of one profiled forward + backward (``torch.profiler``)
+and the seconds of its phases (forward + backward; clipping and the optimiser) beside the trainer's measured step
+for the same batch (``step_s``), the rest of which is the trainer's own work.
 """
 
 from __future__ import annotations
@@ -121,6 +123,28 @@ def profile_step(trainer, batch) -> list[dict]:
              "calls": e.count} for e in events[:12]]
 
 
+def phase_seconds(trainer, batch, repeats: int = 3) -> dict:
+    """Where a step's time goes, after training: one forward + backward of ``batch``, then gradient clipping, the
+    optimiser step and zeroing the gradients, as the trainer runs them (each the fastest of ``repeats``)."""
+    import time
+
+    import torch
+
+    model, inputs = trainer.model, trainer._prepare_inputs(batch)
+    model.train()
+    passes, updates = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        trainer.compute_loss(model, inputs).backward()
+        middle = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.args.max_grad_norm)
+        trainer.optimizer.step()
+        model.zero_grad(set_to_none=True)
+        passes.append(middle - start)
+        updates.append(time.perf_counter() - middle)
+    return {"forward_backward_s": round(min(passes), 3), "clip_and_optimizer_s": round(min(updates), 3)}
+
+
 def worker(args) -> None:
     import torch
     from datasets import Dataset
@@ -159,7 +183,9 @@ def worker(args) -> None:
           "first_loss": round(next(h["loss"] for h in trainer.state.log_history if "loss" in h), 4),
           "executed_gflop_per_s": round(executed / seconds / 1e9, 2), "useful_gflop_per_s": round(useful / seconds / 1e9, 2),
           "executed_over_useful": round(executed / useful, 3),
-          **({"profile": profile_step(trainer, batches[0][0])} if args.profile else {})})
+          **({"profile": profile_step(trainer, batches[0][0]),
+              "phases": {"step_s": round(timed[0], 3), **phase_seconds(trainer, batches[0][0])}}
+             if args.profile else {})})
 
 
 def main() -> None:
@@ -172,7 +198,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=8, help="pairs per optimiser step")
     parser.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up step")
     parser.add_argument("--timeout", type=float, default=3600.0)
-    parser.add_argument("--profile", action="store_true", help="profile one step of each path (torch.profiler)")
+    parser.add_argument("--profile", action="store_true", help="profile one step of each path (torch.profiler) and time its phases")
     parser.add_argument("--data_dir", default=str(ASSETS),
                         help="folder with wmt22/ and chat-preference/hh-rlhf/ (default: tests/assets; the README's "
                         "numbers: ../shared/data)")
