@@ -4,7 +4,7 @@ import pytest
 import torch
 from helpers import assert_no_less_accurate
 
-from cpo.chunked import LMHead, chunked_token_logps, default_chunk_size, naive_token_logps
+from cpo.chunked import KEEP_BYTES, LMHead, chunked_token_logps, default_chunk_size, naive_token_logps
 from cpo.logprobs import sequence_logps
 from cpo.loss_settings import LossSettings
 from cpo.losses import cpo_objective
@@ -32,14 +32,14 @@ def objective(token_logps, seqs, pairs, loss_type, alpha=0.0):
     return loss, sums, counts
 
 
-def run(path, hidden, head, positions, targets, seqs, pairs, loss_type, chunk_size=None, alpha=0.0):
+def run(path, hidden, head, positions, targets, seqs, pairs, loss_type, chunk_size=None, alpha=0.0, keep_bytes=KEEP_BYTES):
     hidden = hidden.detach().clone().requires_grad_(True)
     weight = head.weight.detach().clone().requires_grad_(True)
     bias = None if head.bias is None else head.bias.detach().clone().requires_grad_(True)
     h = LMHead(weight, bias, head.logit_scale, head.softcap)
     flat = hidden.reshape(-1, hidden.shape[-1])[positions]
     if path == "chunked":
-        token_logps, means = chunked_token_logps(flat, h, targets, chunk_size)
+        token_logps, means = chunked_token_logps(flat, h, targets, chunk_size, keep_bytes)
     else:
         token_logps, means = naive_token_logps(flat, h, targets)
     loss, sums, counts = objective(token_logps, seqs, pairs, loss_type, alpha)
@@ -65,21 +65,27 @@ def assert_same(a, b, rtol=1e-5, atol=1e-6):
         torch.testing.assert_close(x, y, rtol=rtol, atol=atol)
 
 
+# the backward from the probabilities the forward kept (the default at these sizes), and from recomputed logits
+KEEP = [KEEP_BYTES, 0]
+
+
 @pytest.mark.parametrize("loss_type", LOSS_TYPES)
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, 10_000])
-def test_values_and_gradients_match_naive(loss_type, chunk_size):
+@pytest.mark.parametrize("keep_bytes", KEEP)
+def test_values_and_gradients_match_naive(loss_type, chunk_size, keep_bytes):
     hidden, head, positions, targets, seqs = make_case()
-    ours = run("chunked", hidden, head, positions, targets, seqs, 3, loss_type, chunk_size)
+    ours = run("chunked", hidden, head, positions, targets, seqs, 3, loss_type, chunk_size, keep_bytes=keep_bytes)
     ref = run("naive", hidden, head, positions, targets, seqs, 3, loss_type)
     assert_same(ours[:3], ref[:3])
     assert_same(ours[3], ref[3])
 
 
 @pytest.mark.parametrize("scale,softcap,bias", [(1.0, None, False), (0.25, None, True), (1.0, 3.0, True), (2.0, 5.0, False)])
-def test_logit_scale_softcap_and_bias(scale, softcap, bias):
+@pytest.mark.parametrize("keep_bytes", KEEP)
+def test_logit_scale_softcap_and_bias(scale, softcap, bias, keep_bytes):
     hidden, head, positions, targets, seqs = make_case(bias=bias, scale=scale, softcap=softcap, seed=3)
     # AlphaPO on per-token averages (SimPO-style), where its gradients have a sane scale
-    ours = run("chunked", hidden, head, positions, targets, seqs, 3, "simpo", 5, alpha=0.2)
+    ours = run("chunked", hidden, head, positions, targets, seqs, 3, "simpo", 5, alpha=0.2, keep_bytes=keep_bytes)
     ref = run("naive", hidden, head, positions, targets, seqs, 3, "simpo", alpha=0.2)
     assert_same(ours[:3], ref[:3])
     assert_same(ours[3], ref[3])
@@ -129,15 +135,34 @@ def test_frozen_head_gets_no_gradient_and_empty_input_is_fine():
 
 
 @pytest.mark.parametrize("seed", [1, 13])
-def test_bf16_error_no_worse_than_naive_bf16(seed):
+@pytest.mark.parametrize("keep_bytes", KEEP)
+def test_bf16_error_no_worse_than_naive_bf16(seed, keep_bytes):
     """apple/ml-cross-entropy's rule: against an fp32 ground truth, the chunked bf16 path is no less accurate
     than the naive reference at bf16 (values and all three gradients)."""
     hidden, head, positions, targets, seqs = make_case(pairs=2, length=33, vocab=257, hidden_size=32, seed=seed)
     truth = run("naive", hidden.double(), LMHead(head.weight.double(), head.bias.double()), positions, targets, seqs, 2, "sigmoid")
     low = (hidden.bfloat16(), LMHead(head.weight.bfloat16(), head.bias.bfloat16()))
-    ours = run("chunked", *low, positions, targets, seqs, 2, "sigmoid", 16)
+    ours = run("chunked", *low, positions, targets, seqs, 2, "sigmoid", 16, keep_bytes=keep_bytes)
     naive = run("naive", *low, positions, targets, seqs, 2, "sigmoid")
     assert_no_less_accurate([*ours[:2], *ours[3]], [*naive[:2], *naive[3]], [*truth[:2], *truth[3]])
+
+
+def test_kept_probabilities_survive_a_second_backward_and_the_budget_is_exact():
+    """With ``retain_graph`` the backward runs twice on the kept softmax: both give the naive gradient (the first
+    must not overwrite what the second reads). The probabilities are kept exactly when ``4 N V <= keep_bytes``."""
+    hidden, head, positions, targets, seqs = make_case(seed=17)
+    flat = hidden.reshape(-1, hidden.shape[-1])[positions]
+    n, vocab = flat.shape[0], head.weight.shape[0]
+    weights = torch.linspace(0.5, 1.5, n)
+    h = flat.clone().requires_grad_(True)
+    expected = torch.autograd.grad((naive_token_logps(h, head, targets)[0] * weights).sum(), h)[0]
+    for keep_bytes, kept in ((4 * n * vocab, True), (4 * n * vocab - 1, False)):
+        logps, _ = chunked_token_logps(h, head, targets, 7, keep_bytes)
+        assert (len(logps.grad_fn.saved_tensors) > 5) == kept  # hidden, weight, bias, targets, lse, + the chunks
+        first = torch.autograd.grad((logps * weights).sum(), h, retain_graph=True)[0]
+        second = torch.autograd.grad((logps * weights).sum(), h)[0]
+        torch.testing.assert_close(first, expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(second, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_default_chunk_size_budget():
