@@ -163,6 +163,10 @@ def test_kept_probabilities_survive_a_second_backward_and_the_budget_is_exact():
         second = torch.autograd.grad((logps * weights).sum(), h)[0]
         torch.testing.assert_close(first, expected, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(second, expected, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # nothing to keep them for
+        logps, _ = chunked_token_logps(h, head, targets, 7, 4 * n * vocab)
+    assert logps.grad_fn is None
+    torch.testing.assert_close(logps, naive_token_logps(h, head, targets)[0], rtol=1e-5, atol=1e-6)
 
 
 def test_default_chunk_size_budget():

@@ -83,6 +83,7 @@ def chunked_token_logps(
         chunk_size: positions per chunk; ``None`` picks :func:`default_chunk_size`.
         keep_bytes: the forward keeps the fp32 probabilities for the backward when all ``N x V`` of them take at
             most this many bytes (and the head has no soft-cap); otherwise the backward recomputes the logits.
+            Nothing is kept where no gradient will be asked for (evaluation, ``torch.no_grad``).
 
     Returns:
         ``(token_logps, token_logit_means)``, both ``(N,)`` fp32; only the first is differentiable. Equal to
@@ -92,7 +93,8 @@ def chunked_token_logps(
         chunk_size = default_chunk_size(head.weight.shape[0])
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    keep = head.softcap is None and 4 * hidden.shape[0] * head.weight.shape[0] <= keep_bytes
+    grads = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, head.weight, head.bias))
+    keep = grads and head.softcap is None and 4 * hidden.shape[0] * head.weight.shape[0] <= keep_bytes
     return _ChunkedLogps.apply(hidden, head.weight, head.bias, target_ids, head.logit_scale, head.softcap, chunk_size,
                                keep)
 
