@@ -79,6 +79,10 @@ class AttentionPath:
     spans: tuple[tuple[int, int], ...]
     keep: int
 
+    @property
+    def length(self) -> int:
+        return sum(end - start for start, end in self.spans)
+
 
 def attention_paths(regions: list[Region]) -> list[AttentionPath]:
     """The causal paths that compute every region's queries (see the module docstring).
@@ -137,13 +141,12 @@ def path_plan(paths: list[AttentionPath], rows: int, length: int, slack: float =
     cost more than ``slack`` times its paths' own causal work (``count * width^2`` against the sum of squared
     lengths); paths of similar length, a batch of MT pairs, run as one call.
     """
-    order = sorted(paths, key=lambda p: -sum(e - s for s, e in p.spans))
     chunks: list[list[AttentionPath]] = []
     squares = 0
-    for path in order:
-        n = sum(e - s for s, e in path.spans)
+    for path in sorted(paths, key=lambda p: -p.length):
+        n = path.length
         if chunks:
-            width = sum(e - s for s, e in chunks[-1][0].spans)
+            width = chunks[-1][0].length
             if (len(chunks[-1]) + 1) * width * width <= slack * (squares + n * n):
                 chunks[-1].append(path)
                 squares += n * n
@@ -153,7 +156,7 @@ def path_plan(paths: list[AttentionPath], rows: int, length: int, slack: float =
     scatter = torch.full((rows * length,), -1, dtype=torch.long)
     groups, offset = [], 0
     for chunk in chunks:
-        width = sum(e - s for s, e in chunk[0].spans)
+        width = chunk[0].length
         gather = torch.zeros(len(chunk) * width, dtype=torch.long)
         for i, path in enumerate(chunk):
             tokens = torch.cat([torch.arange(s, e) for s, e in path.spans]) + path.row * length
